@@ -1,0 +1,250 @@
+//! `keen train`.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, ValueEnum};
+use keen_data::augment::RandAugment;
+use keen_data::source::SplitName;
+use keen_models::weights;
+use keen_train::schedule::Decay;
+use keen_train::{evaluate, OptimizerKind, TrainConfig, TrainOptions};
+
+use super::load_split;
+use crate::device::parse_device;
+use crate::output::write_json;
+
+/// Learning-rate decay after warm-up.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ScheduleArg {
+    /// Half a cosine down to zero.
+    Cosine,
+    /// Multiply by --gamma every --step-every epochs.
+    Step,
+    /// No decay.
+    Constant,
+}
+
+/// Options of `keen train`. Unset options take the model's preset (see `keen info MODEL`).
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  keen train                                   # cnn-small on Fashion-MNIST
+  keen train --model resnet20 --epochs 15 --out runs/resnet20
+  keen train --model vit-tiny --randaugment 2,9 --label-smoothing 0.1
+  keen train --out runs/resnet20 --resume      # continue after an interruption
+  keen train --dataset folder:./my-images --model resnet8 --epochs 30")]
+pub struct TrainArgs {
+    /// Model from the registry (`keen info --list`).
+    #[arg(long, default_value = "cnn-small")]
+    pub model: String,
+    /// Dataset: fashion-mnist, mnist, cifar10 or folder:PATH.
+    #[arg(long, default_value = "fashion-mnist")]
+    pub dataset: String,
+    /// Folder holding the dataset files (else $KEEN_DATA, system paths, the cache).
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Run folder for checkpoints, logs and the final model [default: runs/MODEL].
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out from its last finished epoch.
+    #[arg(long)]
+    pub resume: bool,
+    /// Passes over the training split.
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Images per optimizer step.
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Optimizer: sgd (with momentum) or adamw.
+    #[arg(long)]
+    pub optimizer: Option<String>,
+    /// Peak learning rate.
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// SGD momentum.
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// Weight decay.
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Learning-rate decay after warm-up.
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleArg>,
+    /// Epochs between step decays (with --schedule step).
+    #[arg(long, default_value_t = 30)]
+    pub step_every: usize,
+    /// Step-decay factor (with --schedule step).
+    #[arg(long, default_value_t = 0.1)]
+    pub gamma: f64,
+    /// Linear warm-up length in epochs (fractions allowed).
+    #[arg(long)]
+    pub warmup_epochs: Option<f64>,
+    /// Label smoothing factor (0 = off).
+    #[arg(long)]
+    pub label_smoothing: Option<f32>,
+    /// Zero padding of the random crop (0 = no crop).
+    #[arg(long)]
+    pub crop_padding: Option<usize>,
+    /// Random horizontal flips: true or false.
+    #[arg(long)]
+    pub hflip: Option<bool>,
+    /// RandAugment as N,M (N ops of magnitude M in 0..=30); "off" disables.
+    #[arg(long, value_name = "N,M")]
+    pub randaugment: Option<String>,
+    /// Seed of every random choice.
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Fraction of the training set held out for validation.
+    #[arg(long)]
+    pub val_fraction: Option<f32>,
+    /// Train on at most this many images (quick experiments).
+    #[arg(long)]
+    pub max_train_images: Option<usize>,
+    /// Stop after this many epochs of this invocation; the run stays resumable.
+    #[arg(long, hide = true)]
+    pub stop_after_epochs: Option<usize>,
+    /// Compute device: flex (CPU), or cuda / wgpu in builds with those features.
+    #[arg(long, default_value = "flex")]
+    pub device: String,
+    /// Hide progress bars.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+fn parse_randaugment(text: &str) -> Result<Option<RandAugment>> {
+    if text == "off" || text == "none" {
+        return Ok(None);
+    }
+    let (n, m) = text
+        .split_once(',')
+        .with_context(|| format!("--randaugment expects N,M (e.g. 2,9) or off, got '{text}'"))?;
+    let n = n
+        .trim()
+        .parse()
+        .with_context(|| format!("--randaugment: N '{n}' is not a count"))?;
+    let m = m
+        .trim()
+        .parse()
+        .with_context(|| format!("--randaugment: M '{m}' is not a magnitude"))?;
+    Ok(Some(RandAugment { n, m }))
+}
+
+/// The preset for the model, overridden by every option the user set.
+fn resolve_config(args: &TrainArgs) -> Result<TrainConfig> {
+    keen_models::find_model(&args.model)?;
+    let mut config = TrainConfig::preset(&args.model);
+    config.dataset = args.dataset.clone();
+    if let Some(v) = args.epochs {
+        config.epochs = v;
+    }
+    if let Some(v) = args.batch_size {
+        config.batch_size = v;
+    }
+    if let Some(v) = &args.optimizer {
+        config.optimizer = v.parse::<OptimizerKind>().map_err(anyhow::Error::msg)?;
+    }
+    if let Some(v) = args.lr {
+        config.lr = v;
+    }
+    if let Some(v) = args.momentum {
+        config.momentum = v;
+    }
+    if let Some(v) = args.weight_decay {
+        config.weight_decay = v;
+    }
+    if let Some(v) = args.warmup_epochs {
+        config.warmup_epochs = v;
+    }
+    if let Some(v) = args.label_smoothing {
+        config.label_smoothing = v;
+    }
+    if let Some(v) = args.crop_padding {
+        config.augment.random_crop_padding = v;
+    }
+    if let Some(v) = args.hflip {
+        config.augment.horizontal_flip = v;
+    }
+    if let Some(v) = &args.randaugment {
+        config.augment.rand_augment = parse_randaugment(v)?;
+    }
+    if let Some(v) = args.seed {
+        config.seed = v;
+    }
+    if let Some(v) = args.val_fraction {
+        config.val_fraction = v;
+    }
+    if args.max_train_images.is_some() {
+        config.max_train_images = args.max_train_images;
+    }
+    if let Some(schedule) = args.schedule {
+        config.decay = match schedule {
+            ScheduleArg::Cosine => Decay::Cosine { min_factor: 0.0 },
+            ScheduleArg::Constant => Decay::Constant,
+            ScheduleArg::Step => Decay::Step {
+                every_epochs: args.step_every,
+                gamma: args.gamma,
+            },
+        };
+    }
+    Ok(config)
+}
+
+/// Runs `keen train`.
+pub fn run(args: TrainArgs) -> Result<()> {
+    let config = resolve_config(&args)?;
+    let device = parse_device(&args.device)?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| PathBuf::from("runs").join(&args.model));
+    let train_set = load_split(&config.dataset, args.data.as_deref(), SplitName::Train)?;
+    eprintln!(
+        "training {} on {} ({} images, {} classes) -> {}",
+        config.model,
+        config.dataset,
+        train_set.len(),
+        train_set.num_classes(),
+        out.display()
+    );
+    let options = TrainOptions {
+        out_dir: out.clone(),
+        resume: args.resume,
+        device: device.clone(),
+        progress: !args.no_progress,
+        stop_after_epochs: args.stop_after_epochs,
+    };
+    let summary = keen_train::train(&config, &train_set, &options)?;
+    let Some(model_path) = summary.model_path else {
+        eprintln!(
+            "stopped after {} of {} epochs; continue with: keen train --out {} --resume (and the same options)",
+            summary.completed_epochs,
+            config.epochs,
+            out.display()
+        );
+        return Ok(());
+    };
+    // The held-out test split is only touched once, after training.
+    let test_set = load_split(&config.dataset, args.data.as_deref(), SplitName::Test)?;
+    let loaded = weights::load(&model_path, &device)?;
+    let normalization = super::stored_normalization(&loaded.metadata, &model_path)?;
+    let indices: Vec<usize> = (0..test_set.len()).collect();
+    let report = evaluate(
+        &loaded.model,
+        &test_set,
+        &indices,
+        &normalization,
+        256,
+        &device,
+    );
+    write_json(&out.join("eval.json"), &report)?;
+    println!(
+        "{}: test accuracy {:.2}% ({} images), loss {:.4}; model saved to {}",
+        config.model,
+        100.0 * report.accuracy,
+        report.images,
+        report.loss,
+        model_path.display()
+    );
+    Ok(())
+}

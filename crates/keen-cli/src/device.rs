@@ -1,0 +1,37 @@
+//! Choosing the compute device from `--device`.
+
+use anyhow::{bail, Result};
+use burn::prelude::Device;
+
+/// The devices this build of keen can use, for help texts and errors.
+pub const AVAILABLE: &str = if cfg!(all(feature = "cuda", feature = "wgpu")) {
+    "flex, cuda, wgpu"
+} else if cfg!(feature = "cuda") {
+    "flex, cuda"
+} else if cfg!(feature = "wgpu") {
+    "flex, wgpu"
+} else {
+    "flex"
+};
+
+/// Resolves a device name: `flex` (pure-Rust CPU, always), `cuda[:N]`, `wgpu` (cargo features).
+pub fn parse_device(name: &str) -> Result<Device> {
+    let (kind, index) = match name.split_once(':') {
+        Some((kind, index)) => (kind, index.parse::<usize>().ok()),
+        None => (name, None),
+    };
+    match kind {
+        "flex" | "cpu" => Ok(Device::flex()),
+        #[cfg(feature = "cuda")]
+        "cuda" => Ok(Device::cuda(index.unwrap_or(0))),
+        #[cfg(feature = "wgpu")]
+        "wgpu" => Ok(Device::wgpu(Default::default())),
+        "cuda" | "wgpu" => bail!(
+            "device '{name}' needs a keen built with `--features {kind}`; this build has: {AVAILABLE}"
+        ),
+        _ => {
+            let _ = index;
+            bail!("unknown device '{name}'; this build has: {AVAILABLE}")
+        }
+    }
+}

@@ -1,0 +1,179 @@
+//! The model registry: every model keen can build, by name, behind one type.
+//!
+//! To add a model: write its file, add a variant to [`KeenModel`] (and to the `dispatch!`
+//! macro's list) and one row to [`REGISTRY`]. The registry-driven tests then cover it with no new
+//! test code.
+
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::cnn_small::CnnSmall;
+use crate::mobilenet_v2::MobileNetV2;
+use crate::resnet::ResNet;
+use crate::vit::{Vit, VitConfig};
+use crate::{ImageClassifier, ModelError};
+
+/// Everything needed to rebuild a model's architecture: its registry name and its input and
+/// output shapes. Stored in every weight file keen writes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ModelSpec {
+    /// Registry name, e.g. `resnet20`.
+    pub model: String,
+    /// Image channels (1 for grayscale, 3 for RGB).
+    pub in_channels: usize,
+    /// Image height in pixels.
+    pub height: usize,
+    /// Image width in pixels.
+    pub width: usize,
+    /// Number of classes of the head.
+    pub num_classes: usize,
+}
+
+impl ModelSpec {
+    /// A spec for `model` on images `[channels, height, width]` with `num_classes` classes.
+    pub fn new(model: &str, input: [usize; 3], num_classes: usize) -> Self {
+        Self {
+            model: model.to_string(),
+            in_channels: input[0],
+            height: input[1],
+            width: input[2],
+            num_classes,
+        }
+    }
+
+    /// `[channels, height, width]`.
+    pub fn input_shape(&self) -> [usize; 3] {
+        [self.in_channels, self.height, self.width]
+    }
+
+    pub(crate) fn bad_input(&self, reason: &str) -> ModelError {
+        ModelError::BadInput {
+            model: self.model.clone(),
+            input: self.input_shape(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+/// One row of the registry.
+pub struct ModelEntry {
+    /// The name users type.
+    pub name: &'static str,
+    /// One line saying what the model is.
+    pub summary: &'static str,
+    /// Builds the model with freshly initialised weights.
+    pub build: fn(&ModelSpec, &Device) -> Result<KeenModel, ModelError>,
+}
+
+/// Every model keen can build.
+pub static REGISTRY: &[ModelEntry] = &[
+    ModelEntry {
+        name: "cnn-small",
+        summary: "reference CNN: 2 conv + 2 linear layers (421k params on 28x28)",
+        build: |spec, device| Ok(KeenModel::CnnSmall(CnnSmall::new(spec, device)?)),
+    },
+    ModelEntry {
+        name: "resnet8",
+        summary: "CIFAR-style ResNet, 1 basic block per stage, widths 16/32/64",
+        build: |spec, device| Ok(KeenModel::ResNet(ResNet::new(spec, 1, device)?)),
+    },
+    ModelEntry {
+        name: "resnet20",
+        summary: "CIFAR-style ResNet, 3 basic blocks per stage, widths 16/32/64 (the teacher)",
+        build: |spec, device| Ok(KeenModel::ResNet(ResNet::new(spec, 3, device)?)),
+    },
+    ModelEntry {
+        name: "mobilenet-v2-tiny",
+        summary: "depthwise-separable student: MobileNetV2 inverted residuals, ReLU6",
+        build: |spec, device| Ok(KeenModel::MobileNetV2(MobileNetV2::new(spec, device)?)),
+    },
+    ModelEntry {
+        name: "vit-tiny",
+        summary: "reference ViT: 4x4 patches, 4 pre-norm blocks, dim 64, 4 heads, MLP 128",
+        build: |spec, device| Ok(KeenModel::Vit(Vit::new(spec, VitConfig::TINY, device)?)),
+    },
+];
+
+/// The registry's rows, in display order.
+pub fn available_models() -> &'static [ModelEntry] {
+    REGISTRY
+}
+
+/// The registry row called `name`.
+pub fn find_model(name: &str) -> Result<&'static ModelEntry, ModelError> {
+    REGISTRY
+        .iter()
+        .find(|entry| entry.name == name)
+        .ok_or_else(|| ModelError::UnknownModel {
+            name: name.to_string(),
+            known: REGISTRY
+                .iter()
+                .map(|e| e.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        })
+}
+
+/// Builds `spec.model` with freshly initialised weights on `device`.
+pub fn build_model(spec: &ModelSpec, device: &Device) -> Result<KeenModel, ModelError> {
+    (find_model(&spec.model)?.build)(spec, device)
+}
+
+/// Any model of the registry. Code that trains, evaluates or saves models takes this type.
+#[derive(Module, Debug)]
+#[allow(clippy::large_enum_variant)]
+pub enum KeenModel {
+    /// `cnn-small`.
+    CnnSmall(CnnSmall),
+    /// `resnet8`, `resnet20`.
+    ResNet(ResNet),
+    /// `mobilenet-v2-tiny`.
+    MobileNetV2(MobileNetV2),
+    /// `vit-tiny` and ViT variants.
+    Vit(Vit),
+}
+
+/// Calls the same method on whichever model the enum holds.
+macro_rules! dispatch {
+    ($self:expr, $model:ident => $body:expr) => {
+        match $self {
+            KeenModel::CnnSmall($model) => $body,
+            KeenModel::ResNet($model) => $body,
+            KeenModel::MobileNetV2($model) => $body,
+            KeenModel::Vit($model) => $body,
+        }
+    };
+}
+
+impl ImageClassifier for KeenModel {
+    fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
+        dispatch!(self, m => m.forward_features(images))
+    }
+
+    fn forward_head(&self, features: Tensor<2>) -> Tensor<2> {
+        dispatch!(self, m => m.forward_head(features))
+    }
+
+    fn num_features(&self) -> usize {
+        dispatch!(self, m => m.num_features())
+    }
+
+    fn num_classes(&self) -> usize {
+        dispatch!(self, m => m.num_classes())
+    }
+
+    fn reset_classifier(self, num_classes: usize, device: &Device) -> Self {
+        match self {
+            KeenModel::CnnSmall(m) => KeenModel::CnnSmall(m.reset_classifier(num_classes, device)),
+            KeenModel::ResNet(m) => KeenModel::ResNet(m.reset_classifier(num_classes, device)),
+            KeenModel::MobileNetV2(m) => {
+                KeenModel::MobileNetV2(m.reset_classifier(num_classes, device))
+            }
+            KeenModel::Vit(m) => KeenModel::Vit(m.reset_classifier(num_classes, device)),
+        }
+    }
+
+    fn macs(&self, input: [usize; 3]) -> u64 {
+        dispatch!(self, m => m.macs(input))
+    }
+}

@@ -1,0 +1,170 @@
+//! CIFAR-style ResNets (He et al. 2016, §4.2): `resnet8` and `resnet20`.
+//!
+//! A 3×3 stem of 16 channels, then three stages of `n` basic blocks with 16, 32 and 64 channels
+//! (stride 2 at the start of stages 2 and 3), global average pooling and a linear head; depth is
+//! 6n + 2. Shortcuts that change shape use a 1×1 convolution with batch norm (option B), which
+//! is what torchvision-style ports and most Fashion-MNIST baselines use.
+
+use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
+use burn::prelude::*;
+use burn::tensor::activation::relu;
+
+use crate::flops::{conv2d_macs, conv_out, linear_macs};
+use crate::{ImageClassifier, ModelError, ModelSpec};
+
+/// Channel widths of the three stages.
+const STAGE_WIDTHS: [usize; 3] = [16, 32, 64];
+
+fn conv3x3(in_channels: usize, out_channels: usize, stride: usize, device: &Device) -> Conv2d {
+    Conv2dConfig::new([in_channels, out_channels], [3, 3])
+        .with_stride([stride, stride])
+        .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+        .with_bias(false)
+        .init(device)
+}
+
+/// A 1×1 convolution and batch norm that match a shortcut to its block's output shape.
+#[derive(Module, Debug)]
+pub struct Projection {
+    conv: Conv2d,
+    bn: BatchNorm,
+}
+
+/// Two 3×3 convolutions with batch norm and a residual connection.
+#[derive(Module, Debug)]
+pub struct BasicBlock {
+    conv1: Conv2d,
+    bn1: BatchNorm,
+    conv2: Conv2d,
+    bn2: BatchNorm,
+    shortcut: Option<Projection>,
+    in_channels: usize,
+    out_channels: usize,
+    stride: usize,
+}
+
+impl BasicBlock {
+    fn new(in_channels: usize, out_channels: usize, stride: usize, device: &Device) -> Self {
+        let shortcut = (stride != 1 || in_channels != out_channels).then(|| Projection {
+            conv: Conv2dConfig::new([in_channels, out_channels], [1, 1])
+                .with_stride([stride, stride])
+                .with_bias(false)
+                .init(device),
+            bn: BatchNormConfig::new(out_channels).init(device),
+        });
+        Self {
+            conv1: conv3x3(in_channels, out_channels, stride, device),
+            bn1: BatchNormConfig::new(out_channels).init(device),
+            conv2: conv3x3(out_channels, out_channels, 1, device),
+            bn2: BatchNormConfig::new(out_channels).init(device),
+            shortcut,
+            in_channels,
+            out_channels,
+            stride,
+        }
+    }
+
+    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        let identity = match &self.shortcut {
+            Some(projection) => projection.bn.forward(projection.conv.forward(x.clone())),
+            None => x.clone(),
+        };
+        let out = relu(self.bn1.forward(self.conv1.forward(x)));
+        let out = self.bn2.forward(self.conv2.forward(out));
+        relu(out + identity)
+    }
+
+    /// MACs for an input of `hw`, and the output size.
+    fn macs(&self, hw: [usize; 2]) -> (u64, [usize; 2]) {
+        let out = [
+            conv_out(hw[0], 3, self.stride, 1),
+            conv_out(hw[1], 3, self.stride, 1),
+        ];
+        let mut macs = conv2d_macs(self.in_channels, self.out_channels, [3, 3], 1, out)
+            + conv2d_macs(self.out_channels, self.out_channels, [3, 3], 1, out);
+        if self.shortcut.is_some() {
+            macs += conv2d_macs(self.in_channels, self.out_channels, [1, 1], 1, out);
+        }
+        (macs, out)
+    }
+}
+
+/// A CIFAR-style ResNet of depth 6n + 2.
+#[derive(Module, Debug)]
+pub struct ResNet {
+    stem: Conv2d,
+    stem_bn: BatchNorm,
+    blocks: Vec<BasicBlock>,
+    head: Linear,
+    in_channels: usize,
+}
+
+impl ResNet {
+    /// Builds a ResNet with `blocks_per_stage` basic blocks in each of the three stages.
+    pub fn new(
+        spec: &ModelSpec,
+        blocks_per_stage: usize,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        let [channels, height, width] = spec.input_shape();
+        if height < 4 || width < 4 {
+            return Err(spec.bad_input("a ResNet needs images of at least 4×4"));
+        }
+        let mut blocks = Vec::with_capacity(3 * blocks_per_stage);
+        let mut in_channels = STAGE_WIDTHS[0];
+        for (stage, &width) in STAGE_WIDTHS.iter().enumerate() {
+            for block in 0..blocks_per_stage {
+                let stride = if stage > 0 && block == 0 { 2 } else { 1 };
+                blocks.push(BasicBlock::new(in_channels, width, stride, device));
+                in_channels = width;
+            }
+        }
+        Ok(Self {
+            stem: conv3x3(channels, STAGE_WIDTHS[0], 1, device),
+            stem_bn: BatchNormConfig::new(STAGE_WIDTHS[0]).init(device),
+            blocks,
+            head: LinearConfig::new(STAGE_WIDTHS[2], spec.num_classes).init(device),
+            in_channels: channels,
+        })
+    }
+}
+
+impl ImageClassifier for ResNet {
+    fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
+        let mut x = relu(self.stem_bn.forward(self.stem.forward(images)));
+        for block in &self.blocks {
+            x = block.forward(x);
+        }
+        // Global average pooling over height and width.
+        x.mean_dim(3).mean_dim(2).flatten::<2>(1, 3)
+    }
+
+    fn forward_head(&self, features: Tensor<2>) -> Tensor<2> {
+        self.head.forward(features)
+    }
+
+    fn num_features(&self) -> usize {
+        STAGE_WIDTHS[2]
+    }
+
+    fn num_classes(&self) -> usize {
+        self.head.weight.dims()[1]
+    }
+
+    fn reset_classifier(mut self, num_classes: usize, device: &Device) -> Self {
+        self.head = LinearConfig::new(STAGE_WIDTHS[2], num_classes).init(device);
+        self
+    }
+
+    fn macs(&self, [_, height, width]: [usize; 3]) -> u64 {
+        let mut hw = [height, width];
+        let mut macs = conv2d_macs(self.in_channels, STAGE_WIDTHS[0], [3, 3], 1, hw);
+        for block in &self.blocks {
+            let (block_macs, out) = block.macs(hw);
+            macs += block_macs;
+            hw = out;
+        }
+        macs + linear_macs(STAGE_WIDTHS[2], self.num_classes(), 1)
+    }
+}

@@ -1,0 +1,92 @@
+//! Evaluation of a model on a dataset: loss, accuracy, per-class accuracy, confusion matrix.
+
+use std::time::Instant;
+
+use burn::prelude::*;
+use burn::tensor::activation::log_softmax;
+use keen_data::augment::AugmentConfig;
+use keen_data::dataset::ImageDataset;
+use keen_data::loader::{epoch_batches, LoaderConfig, Normalization};
+use keen_models::{ImageClassifier, KeenModel};
+use serde::{Deserialize, Serialize};
+
+use crate::metrics::ConfusionMatrix;
+use crate::tensors::{batch_tensors, to_f32_vec};
+
+/// What `keen eval` reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct EvalReport {
+    /// Images evaluated.
+    pub images: usize,
+    /// Top-1 accuracy in [0, 1].
+    pub accuracy: f64,
+    /// Mean cross-entropy (no label smoothing).
+    pub loss: f64,
+    /// Accuracy of each class in [0, 1].
+    pub per_class_accuracy: Vec<f64>,
+    /// Class names, in label order.
+    pub class_names: Vec<String>,
+    /// Row = true class, column = predicted class.
+    pub confusion: ConfusionMatrix,
+    /// Wall-clock seconds of the evaluation.
+    pub seconds: f64,
+}
+
+/// Evaluates `model` (in inference mode) on the images of `dataset` at `indices`.
+pub fn evaluate(
+    model: &KeenModel,
+    dataset: &ImageDataset,
+    indices: &[usize],
+    normalization: &Normalization,
+    batch_size: usize,
+    device: &Device,
+) -> EvalReport {
+    let start = Instant::now();
+    let model = model.valid();
+    let num_classes = dataset.num_classes();
+    let cfg = LoaderConfig {
+        batch_size,
+        shuffle: false,
+        drop_last: false,
+        seed: 0,
+        augment: AugmentConfig::none(),
+        normalization: normalization.clone(),
+    };
+    let mut confusion = ConfusionMatrix::new(num_classes);
+    let mut loss_sum = 0.0f64;
+    for batch in epoch_batches(dataset, indices, &cfg, 0) {
+        let truth = batch.labels.clone();
+        let (images, _) = batch_tensors(batch, device);
+        let log_probs = to_f32_vec(log_softmax(model.forward(images), 1));
+        for (row, &label) in log_probs.chunks(num_classes).zip(&truth) {
+            let predicted = argmax(row);
+            confusion.add(label as usize, predicted);
+            loss_sum -= row[label as usize] as f64;
+        }
+    }
+    let images = confusion.total() as usize;
+    EvalReport {
+        images,
+        accuracy: confusion.accuracy(),
+        loss: if images == 0 {
+            0.0
+        } else {
+            loss_sum / images as f64
+        },
+        per_class_accuracy: confusion.per_class_accuracy(),
+        class_names: dataset.class_names.clone(),
+        confusion,
+        seconds: start.elapsed().as_secs_f64(),
+    }
+}
+
+/// Index of the largest value (the first one on ties).
+pub fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, &v) in values.iter().enumerate() {
+        if v > values[best] {
+            best = i;
+        }
+    }
+    best
+}

@@ -1,0 +1,25 @@
+//! keen-train: the training loop and everything a run leaves behind.
+//!
+//! Owns: optimizers (SGD with momentum, AdamW) and learning-rate schedules, losses, metrics,
+//! evaluation, the JSON-lines log and learning curves, atomic checkpoints and exact `--resume`,
+//! and the training-throughput benchmark.
+//!
+//! Must not touch: where datasets live or how files are parsed (keen-data), architectures
+//! (keen-models), or argument parsing (keen-cli). Every function here takes datasets and models
+//! already built.
+
+pub mod bench;
+pub mod checkpoint;
+pub mod config;
+pub mod curves;
+pub mod error;
+pub mod evaluate;
+pub mod metrics;
+pub mod schedule;
+pub mod tensors;
+pub mod trainer;
+
+pub use config::{OptimizerKind, TrainConfig};
+pub use error::TrainError;
+pub use evaluate::{evaluate, EvalReport};
+pub use trainer::{train, EpochRecord, TrainOptions, TrainSummary};

@@ -1,0 +1,375 @@
+//! The training loop: epochs of shuffled, augmented batches; validation; atomic checkpoints;
+//! exact resume.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use burn::nn::loss::CrossEntropyLossConfig;
+use burn::optim::decay::WeightDecayConfig;
+use burn::optim::momentum::MomentumConfig;
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::prelude::*;
+use burn::tensor::Bytes;
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use keen_data::dataset::ImageDataset;
+use keen_data::loader::{epoch_batches, num_batches, LoaderConfig, Normalization};
+use keen_data::split::train_val_split;
+use keen_models::weights::{self, write_atomic};
+use keen_models::{build_model, ImageClassifier, KeenModel, ModelSpec};
+use serde::{Deserialize, Serialize};
+
+use crate::checkpoint::{RunDir, RunState};
+use crate::config::{OptimizerKind, TrainConfig};
+use crate::curves::learning_curves_svg;
+use crate::evaluate::evaluate;
+use crate::schedule::LrSchedule;
+use crate::tensors::batch_tensors;
+use crate::TrainError;
+
+/// Metadata keys keen writes into every model file besides the model spec.
+pub mod meta {
+    /// Per-channel normalisation (JSON `{"mean": [...], "std": [...]}`).
+    pub const NORMALIZATION: &str = "keen.normalization";
+    /// Class names (JSON list).
+    pub const CLASS_NAMES: &str = "keen.class_names";
+    /// The dataset the model was trained on.
+    pub const DATASET: &str = "keen.dataset";
+    /// The training configuration (JSON).
+    pub const TRAIN_CONFIG: &str = "keen.train_config";
+}
+
+/// How to run, as opposed to what to compute (that is the [`TrainConfig`]).
+#[derive(Debug, Clone)]
+pub struct TrainOptions {
+    /// The run folder.
+    pub out_dir: PathBuf,
+    /// Continue from the run folder's last checkpoint.
+    pub resume: bool,
+    /// The device to train on (autodiff is added here).
+    pub device: Device,
+    /// Show progress bars.
+    pub progress: bool,
+    /// Stop after this many epochs of this invocation (the run stays resumable).
+    pub stop_after_epochs: Option<usize>,
+}
+
+/// One epoch's figures, as logged.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct EpochRecord {
+    /// 1-based epoch number.
+    pub epoch: usize,
+    /// Mean training loss over the epoch.
+    pub train_loss: f64,
+    /// Training accuracy over the epoch (augmented images, changing weights).
+    pub train_accuracy: f64,
+    /// Validation loss, when there is a validation split.
+    pub val_loss: Option<f64>,
+    /// Validation accuracy, when there is a validation split.
+    pub val_accuracy: Option<f64>,
+    /// Learning rate at the epoch's last step.
+    pub lr: f64,
+    /// Seconds spent training (evaluation excluded).
+    pub train_seconds: f64,
+    /// Training throughput.
+    pub images_per_sec: f64,
+}
+
+/// What a finished (or stopped) run reports.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainSummary {
+    /// Epochs finished so far.
+    pub completed_epochs: usize,
+    /// Whether all configured epochs are done.
+    pub finished: bool,
+    /// Per-epoch records.
+    pub history: Vec<EpochRecord>,
+    /// The final model file, once finished.
+    pub model_path: Option<PathBuf>,
+}
+
+fn build_optimizer(config: &TrainConfig) -> ModuleOptimizer {
+    match config.optimizer {
+        OptimizerKind::Sgd => {
+            let momentum = (config.momentum > 0.0).then(|| {
+                MomentumConfig::new()
+                    .with_momentum(config.momentum)
+                    .with_dampening(0.0)
+                    .with_nesterov(config.nesterov)
+            });
+            let decay = (config.weight_decay > 0.0)
+                .then(|| WeightDecayConfig::new(config.weight_decay as f32));
+            SgdConfig::new()
+                .with_momentum(momentum)
+                .with_weight_decay(decay)
+                .init()
+        }
+        OptimizerKind::AdamW => AdamWConfig::new()
+            .with_weight_decay(config.weight_decay as f32)
+            .with_epsilon(1e-8)
+            .init(),
+    }
+}
+
+fn validate_config(config: &TrainConfig, dataset: &ImageDataset) -> Result<(), TrainError> {
+    if config.epochs == 0 {
+        return Err(TrainError::BadConfig("epochs must be at least 1".into()));
+    }
+    if config.batch_size == 0 {
+        return Err(TrainError::BadConfig(
+            "batch size must be at least 1".into(),
+        ));
+    }
+    if !(0.0..1.0).contains(&config.val_fraction) {
+        return Err(TrainError::BadConfig(format!(
+            "validation fraction must be in [0, 1), got {}",
+            config.val_fraction
+        )));
+    }
+    if !(config.lr > 0.0 && config.lr.is_finite()) {
+        return Err(TrainError::BadConfig(format!(
+            "learning rate must be positive, got {}",
+            config.lr
+        )));
+    }
+    if dataset.is_empty() {
+        return Err(TrainError::BadConfig(format!(
+            "dataset '{}' has no images",
+            dataset.name
+        )));
+    }
+    Ok(())
+}
+
+/// The facts stored with every model keen writes, so that eval and predict need nothing else.
+pub fn model_metadata(
+    config: &TrainConfig,
+    dataset: &ImageDataset,
+    normalization: &Normalization,
+) -> BTreeMap<String, String> {
+    let mut metadata = BTreeMap::new();
+    let norm = serde_json::json!({ "mean": normalization.mean, "std": normalization.std });
+    metadata.insert(meta::NORMALIZATION.to_string(), norm.to_string());
+    metadata.insert(
+        meta::CLASS_NAMES.to_string(),
+        serde_json::to_string(&dataset.class_names).unwrap_or_default(),
+    );
+    metadata.insert(meta::DATASET.to_string(), config.dataset.clone());
+    metadata.insert(
+        meta::TRAIN_CONFIG.to_string(),
+        serde_json::to_string(config).unwrap_or_default(),
+    );
+    metadata
+}
+
+/// Trains `config.model` on `dataset` (the full training split; the validation split is held
+/// out from it by seed), writing the run folder `options.out_dir`.
+pub fn train(
+    config: &TrainConfig,
+    dataset: &ImageDataset,
+    options: &TrainOptions,
+) -> Result<TrainSummary, TrainError> {
+    validate_config(config, dataset)?;
+    let run = RunDir::new(&options.out_dir);
+    let device = options.device.clone();
+    let autodiff = device.clone().autodiff();
+
+    // The run's identity: refuse to resume a folder that was trained with something else.
+    let config_path = run.config_path();
+    let state = if options.resume {
+        run.read_state()?
+    } else {
+        None
+    };
+    if options.resume && config_path.exists() {
+        let stored: TrainConfig = RunDir::read_json(&config_path)?;
+        if &stored != config {
+            return Err(TrainError::BadRunFile {
+                path: config_path,
+                reason: "this run was started with a different configuration; resume it with the same options or choose another --out".into(),
+            });
+        }
+    }
+    run.write_json(&config_path, config)?;
+
+    let (mut train_idx, val_idx) = train_val_split(dataset.len(), config.val_fraction, config.seed);
+    if let Some(limit) = config.max_train_images {
+        train_idx.truncate(limit);
+    }
+    let normalization = Normalization::fit(dataset);
+    let spec = ModelSpec::new(&config.model, dataset.image_shape(), dataset.num_classes());
+    let metadata = model_metadata(config, dataset, &normalization);
+
+    autodiff.seed(config.seed);
+    let mut model: KeenModel = build_model(&spec, &autodiff)?;
+    let mut optimizer = build_optimizer(config);
+    let (mut start_epoch, mut global_step, mut history) = (0, 0, Vec::new());
+    if let Some(state) = state {
+        let model_file = run.checkpoint_model(&state.checkpoint);
+        let bytes = std::fs::read(&model_file).map_err(TrainError::io(&model_file))?;
+        model = weights::load_into(model, &model_file, bytes)?;
+        let optim_file = run.checkpoint_optimizer(&state.checkpoint);
+        let bytes = std::fs::read(&optim_file).map_err(TrainError::io(&optim_file))?;
+        optimizer = optimizer
+            .from_bytes(Bytes::from_bytes_vec(bytes))
+            .map_err(|e| TrainError::BadRunFile {
+                path: optim_file.clone(),
+                reason: e.to_string(),
+            })?;
+        start_epoch = state.completed_epochs;
+        global_step = state.global_step;
+        history = state.history;
+    }
+
+    let loader = LoaderConfig {
+        batch_size: config.batch_size,
+        shuffle: true,
+        drop_last: true,
+        seed: config.seed,
+        augment: config.augment.clone(),
+        normalization: normalization.clone(),
+    };
+    let steps_per_epoch = num_batches(train_idx.len(), &loader).max(1);
+    let schedule = LrSchedule {
+        peak_lr: config.lr,
+        warmup_steps: (config.warmup_epochs * steps_per_epoch as f64).round() as usize,
+        total_steps: steps_per_epoch * config.epochs,
+        steps_per_epoch,
+        decay: config.decay,
+    };
+    let loss_fn = CrossEntropyLossConfig::new()
+        .with_smoothing((config.label_smoothing > 0.0).then_some(config.label_smoothing))
+        .init(&autodiff);
+
+    let end_epoch = match options.stop_after_epochs {
+        Some(n) => (start_epoch + n).min(config.epochs),
+        None => config.epochs,
+    };
+    for epoch in start_epoch..end_epoch {
+        let bar = progress_bar(options.progress, steps_per_epoch, epoch + 1, config.epochs);
+        let started = Instant::now();
+        let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0i64, 0usize);
+        let mut lr = schedule.lr_at(global_step);
+        for batch in epoch_batches(dataset, &train_idx, &loader, epoch) {
+            let batch_len = batch.labels.len();
+            let (images, labels) = batch_tensors(batch, &autodiff);
+            let logits = model.forward(images);
+            let loss = loss_fn.forward(logits.clone(), labels.clone());
+            let batch_correct = logits
+                .argmax(1)
+                .flatten::<1>(0, 1)
+                .equal(labels)
+                .int()
+                .sum()
+                .into_scalar::<i64>();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            lr = schedule.lr_at(global_step);
+            model = optimizer.step(lr, model, grads);
+            global_step += 1;
+            let batch_loss = loss.into_scalar::<f32>() as f64;
+            if !batch_loss.is_finite() {
+                return Err(TrainError::BadConfig(format!(
+                    "loss became {batch_loss} at epoch {} step {global_step}; lower the learning rate",
+                    epoch + 1
+                )));
+            }
+            loss_sum += batch_loss * batch_len as f64;
+            correct += batch_correct;
+            seen += batch_len;
+            bar.inc(1);
+            let secs = started.elapsed().as_secs_f64();
+            bar.set_message(format!(
+                "loss {:.4} acc {:.2}% {:.0} img/s",
+                loss_sum / seen as f64,
+                100.0 * correct as f64 / seen as f64,
+                seen as f64 / secs
+            ));
+        }
+        bar.finish_and_clear();
+        let train_seconds = started.elapsed().as_secs_f64();
+        let (val_loss, val_accuracy) = if val_idx.is_empty() {
+            (None, None)
+        } else {
+            let report = evaluate(&model, dataset, &val_idx, &normalization, 256, &device);
+            (Some(report.loss), Some(report.accuracy))
+        };
+        let record = EpochRecord {
+            epoch: epoch + 1,
+            train_loss: loss_sum / seen.max(1) as f64,
+            train_accuracy: correct as f64 / seen.max(1) as f64,
+            val_loss,
+            val_accuracy,
+            lr,
+            train_seconds,
+            images_per_sec: seen as f64 / train_seconds.max(1e-9),
+        };
+        eprintln!("{}", describe(&record, config.epochs));
+        history.push(record);
+
+        // Checkpoint files first, state.json last: state.json is the commit point.
+        let stem = RunDir::checkpoint_stem(epoch + 1);
+        let snapshot = model.valid();
+        weights::save(&snapshot, &spec, &metadata, &run.checkpoint_model(&stem))?;
+        let optim_bytes = optimizer.into_bytes().map_err(|e| TrainError::BadRunFile {
+            path: run.checkpoint_optimizer(&stem),
+            reason: e.to_string(),
+        })?;
+        let optim_path = run.checkpoint_optimizer(&stem);
+        write_atomic(&optim_path, &optim_bytes).map_err(TrainError::io(&optim_path))?;
+        run.commit(&RunState {
+            completed_epochs: epoch + 1,
+            global_step,
+            checkpoint: stem,
+            history: history.clone(),
+        })?;
+        let svg = learning_curves_svg(&config.model, &history);
+        write_atomic(&run.curves_path(), svg.as_bytes())
+            .map_err(TrainError::io(run.curves_path()))?;
+    }
+
+    let completed_epochs = history.len();
+    let finished = completed_epochs >= config.epochs;
+    let model_path = if finished {
+        let path = run.model_path();
+        weights::save(&model.valid(), &spec, &metadata, &path)?;
+        Some(path)
+    } else {
+        None
+    };
+    Ok(TrainSummary {
+        completed_epochs,
+        finished,
+        history,
+        model_path,
+    })
+}
+
+fn describe(record: &EpochRecord, epochs: usize) -> String {
+    let val = match (record.val_loss, record.val_accuracy) {
+        (Some(loss), Some(acc)) => format!(" | val loss {loss:.4} acc {:.2}%", 100.0 * acc),
+        _ => String::new(),
+    };
+    format!(
+        "epoch {}/{epochs}: train loss {:.4} acc {:.2}%{val} | lr {:.2e} | {:.1}s, {:.0} img/s",
+        record.epoch,
+        record.train_loss,
+        100.0 * record.train_accuracy,
+        record.lr,
+        record.train_seconds,
+        record.images_per_sec
+    )
+}
+
+fn progress_bar(enabled: bool, steps: usize, epoch: usize, epochs: usize) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::with_draw_target(Some(steps as u64), ProgressDrawTarget::stderr());
+    let style =
+        ProgressStyle::with_template("{prefix} [{bar:30.cyan/blue}] {pos}/{len} {msg} ({eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
+    bar.set_style(style);
+    bar.set_prefix(format!("epoch {epoch}/{epochs}"));
+    bar
+}

@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# keen's test command: formatting, lints, the GPU feature type-check, and every test.
+# .ci/run calls exactly this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+bash scripts/setup-data.sh
+cargo fmt --all -- --check
+cargo clippy --release --workspace --all-targets -- -D warnings
+# The CUDA path must keep compiling even though no machine here has a GPU.
+cargo check --release -p keen-cli --features cuda
+cargo test --release --workspace
