@@ -142,6 +142,11 @@ def main():
     if torch is None and not use_keen:
         sys.exit("nothing to run: neither keen nor PyTorch is available")
 
+    load = os.getloadavg()[0]
+    if load > 0.5:
+        print(f"warning: 1-minute load average is {load:.2f} before starting; other processes "
+              "compete for the cores, so numbers will be low and noisy", file=sys.stderr)
+
     runners = []
     if use_keen:
         runners.append(("keen", run_keen))
@@ -181,7 +186,8 @@ def main():
     report = {
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "machine": {"cpu_count": os.cpu_count(), "cpu": cpu_name(),
-                    "python": platform.python_version()},
+                    "python": platform.python_version(),
+                    "loadavg_1min_start_end": [round(load, 2), round(os.getloadavg()[0], 2)]},
         "torch": None if torch is None else {"version": torch.__version__,
                                              "mkldnn": torch.backends.mkldnn.is_available(),
                                              "threads": torch.get_num_threads()},

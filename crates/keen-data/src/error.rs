@@ -111,7 +111,10 @@ pub enum DataError {
     },
 
     /// A named dataset was not found anywhere keen looks.
-    #[error("dataset `{name}` not found; searched:{}\n{hint}", list_paths(searched))]
+    #[error(
+        "dataset `{name}` not found; searched:{}\n{hint}",
+        list_paths(searched)
+    )]
     NotFound {
         /// Dataset name, e.g. `fashion-mnist`.
         name: String,
@@ -169,9 +172,7 @@ impl DataError {
             | DataError::Image { path, .. }
             | DataError::NoImages { path }
             | DataError::Checksum { path, .. } => Some(path),
-            DataError::NotFound { .. } | DataError::Download { .. } | DataError::BadSpec(_) => {
-                None
-            }
+            DataError::NotFound { .. } | DataError::Download { .. } | DataError::BadSpec(_) => None,
         }
     }
 }

@@ -20,7 +20,7 @@ pub const IMAGE_EXTENSIONS: [&str; 3] = ["png", "jpg", "jpeg"];
 /// The colour mode images are converted to.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ColorMode {
-    /// One channel (luma).
+    /// One channel (luma, ITU-R 601 weights as in PIL).
     Gray,
     /// Three channels, R, G, B; alpha is dropped.
     Rgb,
@@ -97,7 +97,10 @@ pub fn read_image_folder(root: &Path, opts: &FolderOptions) -> Result<ImageDatas
     if opts.height == 0 || opts.width == 0 {
         return Err(DataError::Malformed {
             path: root.to_path_buf(),
-            reason: format!("requested image size {}x{} is empty", opts.height, opts.width),
+            reason: format!(
+                "requested image size {}x{} is empty",
+                opts.height, opts.width
+            ),
         });
     }
     let listing = list_image_folder(root)?;
@@ -151,17 +154,25 @@ pub fn load_image(path: &Path, opts: &FolderOptions) -> Result<Vec<u8>, DataErro
     }
     let (h, w) = (opts.height as u32, opts.width as u32);
     Ok(match opts.color {
-        ColorMode::Gray => to_chw(&resize_center_crop(&img.to_luma8(), h, w)),
+        ColorMode::Gray => to_chw(&resize_center_crop(&luma_601(&img.to_rgb8()), h, w)),
         ColorMode::Rgb => to_chw(&resize_center_crop(&img.to_rgb8(), h, w)),
     })
 }
 
+/// Grayscale with ITU-R 601 weights, PIL's and torchvision's convention (the `image`
+/// crate's `to_luma8` uses Rec. 709, which makes red 30% darker than Python tooling
+/// would, so numbers would not match recipes trained there).
+fn luma_601(rgb: &image::RgbImage) -> image::GrayImage {
+    let mut gray = image::GrayImage::new(rgb.width(), rgb.height());
+    for (g, p) in gray.pixels_mut().zip(rgb.pixels()) {
+        let [r, gr, b] = p.0.map(u32::from);
+        g.0[0] = ((299 * r + 587 * gr + 114 * b + 500) / 1000) as u8;
+    }
+    gray
+}
+
 /// Scales so the image covers `h x w` (the shorter side fits), then crops the centre.
-fn resize_center_crop<P>(
-    img: &ImageBuffer<P, Vec<u8>>,
-    h: u32,
-    w: u32,
-) -> ImageBuffer<P, Vec<u8>>
+fn resize_center_crop<P>(img: &ImageBuffer<P, Vec<u8>>, h: u32, w: u32) -> ImageBuffer<P, Vec<u8>>
 where
     P: Pixel<Subpixel = u8> + 'static,
 {

@@ -191,8 +191,8 @@ mod tests {
 
     #[test]
     fn overflowing_dims_are_rejected_not_allocated() {
-        let err = take_body(Path::new("/t"), vec![0; 16], 16, &[usize::MAX, 2, 2])
-            .expect_err("overflow");
+        let err =
+            take_body(Path::new("/t"), vec![0; 16], 16, &[usize::MAX, 2, 2]).expect_err("overflow");
         assert!(matches!(err, DataError::Malformed { .. }), "{err:?}");
     }
 }

@@ -14,6 +14,8 @@
 //! buffers, so it builds fast, tests without an engine, and serves any backend.
 //! Every failure is a [`DataError`] that names the file (or dataset) at fault.
 
+#![warn(missing_docs)]
+
 pub mod augment;
 pub mod cifar;
 pub mod dataset;
@@ -29,8 +31,7 @@ pub use augment::{AugmentConfig, RandAugment};
 pub use dataset::ImageDataset;
 pub use error::DataError;
 pub use loader::{
-    epoch_batches, epoch_batches_from, num_batches, Batch, EpochLoader, LoaderConfig,
-    Normalization,
+    epoch_batches, epoch_batches_from, num_batches, Batch, EpochLoader, LoaderConfig, Normalization,
 };
 pub use source::{DataLocator, DatasetSpec, DatasetStatus, SplitName};
 pub use split::train_val_split;

@@ -29,7 +29,7 @@ use crate::dataset::ImageDataset;
 pub const PREFETCH_BATCHES: usize = 2;
 
 /// Keeps the shuffle generator's key apart from every per-sample key.
-const ORDER_STREAM: u64 = 0x6f72_6465_72; // "order"
+const ORDER_STREAM: u64 = 0x006f_7264_6572; // "order"
 /// Domain of the per-sample augmentation generators.
 const SAMPLE_STREAM: u64 = 0x7361_6d70_6c65; // "sample"
 
@@ -131,20 +131,17 @@ pub fn build_batch(
     let shape = ds.image_shape();
     let chw = ds.image_len();
     let mut images = vec![0f32; (end - start) * chw];
-    images
-        .par_chunks_mut(chw)
-        .enumerate()
-        .for_each(|(i, out)| {
-            let position = start + i;
-            let pixels = ds.image(order[position]);
-            if cfg.augment.is_identity() {
-                cfg.normalization.apply(pixels, out);
-            } else {
-                let mut rng = sample_rng(cfg.seed, epoch, position);
-                cfg.normalization
-                    .apply(&cfg.augment.apply(pixels, shape, &mut rng), out);
-            }
-        });
+    images.par_chunks_mut(chw).enumerate().for_each(|(i, out)| {
+        let position = start + i;
+        let pixels = ds.image(order[position]);
+        if cfg.augment.is_identity() {
+            cfg.normalization.apply(pixels, out);
+        } else {
+            let mut rng = sample_rng(cfg.seed, epoch, position);
+            cfg.normalization
+                .apply(&cfg.augment.apply(pixels, shape, &mut rng), out);
+        }
+    });
     let indices = order[start..end].to_vec();
     Batch {
         images,
@@ -216,7 +213,10 @@ pub fn epoch_batches_from(
         ds.channels
     );
     if let Some(&bad) = indices.iter().find(|&&i| i >= ds.len()) {
-        panic!("index {bad} out of range for a dataset of {} images", ds.len());
+        panic!(
+            "index {bad} out of range for a dataset of {} images",
+            ds.len()
+        );
     }
     let total = num_batches(indices.len(), cfg);
     let first = first_batch.min(total);

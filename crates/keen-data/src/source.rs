@@ -1,7 +1,7 @@
 //! Named datasets: what they are called, which files they consist of, and where
 //! those files come from.
 //!
-//! Finding the files on disk (and, optionally, downloading them) is in [`locate`];
+//! Finding the files on disk (and, optionally, downloading them) is in [`DataLocator`];
 //! this file is the catalogue it works from.
 
 mod download;
@@ -37,7 +37,11 @@ pub const DATASET_NAMES: [&str; 4] = ["fashion-mnist", "mnist", "cifar10", "fold
 impl DatasetSpec {
     /// Every dataset known by name (everything except folders).
     pub fn named() -> [DatasetSpec; 3] {
-        [DatasetSpec::FashionMnist, DatasetSpec::Mnist, DatasetSpec::Cifar10]
+        [
+            DatasetSpec::FashionMnist,
+            DatasetSpec::Mnist,
+            DatasetSpec::Cifar10,
+        ]
     }
 
     /// Short name: `fashion-mnist`, `mnist`, `cifar10`, or a folder's last component.
@@ -55,7 +59,10 @@ impl DatasetSpec {
     /// names (of `train/` when it has one), or empty when it cannot be read.
     pub fn class_names(&self) -> Vec<String> {
         match self {
-            DatasetSpec::FashionMnist => FASHION_MNIST_CLASSES.iter().map(|s| s.to_string()).collect(),
+            DatasetSpec::FashionMnist => FASHION_MNIST_CLASSES
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             DatasetSpec::Mnist => (0..10).map(|d| d.to_string()).collect(),
             DatasetSpec::Cifar10 => CIFAR10_CLASSES.iter().map(|s| s.to_string()).collect(),
             DatasetSpec::Folder(path) => {
@@ -233,7 +240,9 @@ const fn unchecked(name: &'static str) -> DataFile {
     DataFile { name, sha256: None }
 }
 
-const FASHION_MNIST_URL: &str = "https://fashion-mnist.s3-website.eu-central-1.amazonaws.com/";
+/// Zalando's published location. S3 *website* endpoints serve plain HTTP only (HTTPS
+/// fails the TLS handshake); integrity comes from the SHA-256 check, not the transport.
+const FASHION_MNIST_URL: &str = "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/";
 const MNIST_URL: &str = "https://storage.googleapis.com/cvdf-datasets/mnist/";
 /// Where the CIFAR-10 binary archive is published.
 pub const CIFAR10_ARCHIVE_URL: &str = "https://www.cs.toronto.edu/~kriz/cifar-10-binary.tar.gz";
@@ -242,12 +251,24 @@ static FASHION_MNIST: CatalogEntry = CatalogEntry {
     name: "fashion-mnist",
     format: FileFormat::Idx,
     train: &[
-        checked("train-images-idx3-ubyte", "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888"),
-        checked("train-labels-idx1-ubyte", "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9"),
+        checked(
+            "train-images-idx3-ubyte",
+            "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+        ),
+        checked(
+            "train-labels-idx1-ubyte",
+            "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+        ),
     ],
     test: &[
-        checked("t10k-images-idx3-ubyte", "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b"),
-        checked("t10k-labels-idx1-ubyte", "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34"),
+        checked(
+            "t10k-images-idx3-ubyte",
+            "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+        ),
+        checked(
+            "t10k-labels-idx1-ubyte",
+            "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+        ),
     ],
     user_subdirs: &["fashion-mnist", "fashion_mnist", "FashionMNIST/raw"],
     nested: &[],
@@ -257,7 +278,7 @@ static FASHION_MNIST: CatalogEntry = CatalogEntry {
         - install the Debian/Ubuntu package: sudo apt-get install dataset-fashion-mnist\n  \
         - or download train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,\n    \
         t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz from\n    \
-        https://fashion-mnist.s3-website.eu-central-1.amazonaws.com/ into a folder DIR,\n    \
+        http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/ into a folder DIR,\n    \
         then pass --data DIR or set KEEN_DATA=DIR (gzipped or unpacked both work).",
 };
 
@@ -265,12 +286,24 @@ static MNIST: CatalogEntry = CatalogEntry {
     name: "mnist",
     format: FileFormat::Idx,
     train: &[
-        checked("train-images-idx3-ubyte", "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
-        checked("train-labels-idx1-ubyte", "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+        checked(
+            "train-images-idx3-ubyte",
+            "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+        ),
+        checked(
+            "train-labels-idx1-ubyte",
+            "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+        ),
     ],
     test: &[
-        checked("t10k-images-idx3-ubyte", "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
-        checked("t10k-labels-idx1-ubyte", "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+        checked(
+            "t10k-images-idx3-ubyte",
+            "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+        ),
+        checked(
+            "t10k-labels-idx1-ubyte",
+            "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+        ),
     ],
     user_subdirs: &["mnist", "MNIST/raw"],
     nested: &[],
@@ -293,7 +326,11 @@ static CIFAR10: CatalogEntry = CatalogEntry {
         unchecked("data_batch_5.bin"),
     ],
     test: &[unchecked("test_batch.bin")],
-    user_subdirs: &["cifar10", "cifar-10-batches-bin", "cifar10/cifar-10-batches-bin"],
+    user_subdirs: &[
+        "cifar10",
+        "cifar-10-batches-bin",
+        "cifar10/cifar-10-batches-bin",
+    ],
     nested: &["cifar-10-batches-bin"],
     system_dir: None,
     download_base: None,
@@ -329,7 +366,10 @@ mod tests {
         assert_eq!(folder, DatasetSpec::Folder("/data/pets".into()));
         assert_eq!(folder.to_string(), "folder:/data/pets");
         assert_eq!(folder.name(), "pets");
-        assert_eq!("FASHION_MNIST".parse::<DatasetSpec>().ok(), Some(DatasetSpec::FashionMnist));
+        assert_eq!(
+            "FASHION_MNIST".parse::<DatasetSpec>().ok(),
+            Some(DatasetSpec::FashionMnist)
+        );
     }
 
     #[test]
@@ -349,6 +389,9 @@ mod tests {
     fn split_names_parse() {
         assert_eq!("Train".parse::<SplitName>().ok(), Some(SplitName::Train));
         assert_eq!(SplitName::Test.to_string(), "test");
-        assert!(matches!("val".parse::<SplitName>(), Err(DataError::BadSpec(_))));
+        assert!(matches!(
+            "val".parse::<SplitName>(),
+            Err(DataError::BadSpec(_))
+        ));
     }
 }

@@ -9,12 +9,16 @@ use keen_data::{DataError, DataLocator, DatasetSpec, SplitName};
 
 fn solid_rgb(path: &Path, w: u32, h: u32, color: [u8; 3]) {
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    RgbImage::from_pixel(w, h, Rgb(color)).save(path).expect("save rgb");
+    RgbImage::from_pixel(w, h, Rgb(color))
+        .save(path)
+        .expect("save rgb");
 }
 
 fn solid_gray(path: &Path, w: u32, h: u32, v: u8) {
     std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    GrayImage::from_pixel(w, h, Luma([v])).save(path).expect("save gray");
+    GrayImage::from_pixel(w, h, Luma([v]))
+        .save(path)
+        .expect("save gray");
 }
 
 /// cat: a red 40x20 PNG and a green 16x16 JPEG; dog: a gray 10x30 PNG and an RGBA PNG;
@@ -36,7 +40,11 @@ fn make_folder(root: &Path) {
 fn rgb_folder_is_resized_cropped_and_labelled_by_sorted_class() {
     let tmp = tempfile::tempdir().expect("tempdir");
     make_folder(tmp.path());
-    let opts = FolderOptions { color: ColorMode::Rgb, height: 8, width: 6 };
+    let opts = FolderOptions {
+        color: ColorMode::Rgb,
+        height: 8,
+        width: 6,
+    };
     let ds = read_image_folder(tmp.path(), &opts).expect("folder");
     assert_eq!(ds.class_names, vec!["cat", "dog"]);
     assert_eq!(ds.labels, vec![0, 0, 1, 1]);
@@ -48,7 +56,9 @@ fn rgb_folder_is_resized_cropped_and_labelled_by_sorted_class() {
     assert!(red[..plane].iter().all(|&v| v == 255) && red[plane..].iter().all(|&v| v == 0));
     // JPEG is lossy: green dominates but need not be exact.
     let green = ds.image(1);
-    assert!(green[plane..2 * plane].iter().all(|&v| v > 240) && green[..plane].iter().all(|&v| v < 15));
+    assert!(
+        green[plane..2 * plane].iter().all(|&v| v > 240) && green[..plane].iter().all(|&v| v < 15)
+    );
     // Gray becomes equal channels.
     assert!(ds.image(2).iter().all(|&v| v == 200));
 }
@@ -57,12 +67,20 @@ fn rgb_folder_is_resized_cropped_and_labelled_by_sorted_class() {
 fn gray_folder_converts_colour_to_luma() {
     let tmp = tempfile::tempdir().expect("tempdir");
     make_folder(tmp.path());
-    let opts = FolderOptions { color: ColorMode::Gray, height: 5, width: 5 };
+    let opts = FolderOptions {
+        color: ColorMode::Gray,
+        height: 5,
+        width: 5,
+    };
     let ds = read_image_folder(tmp.path(), &opts).expect("folder");
     assert_eq!(ds.image_shape(), [1, 5, 5]);
     assert_eq!(ds.images.len(), 4 * 25);
     // Luma of pure red is 0.299 * 255 = 76.
-    assert!(ds.image(0).iter().all(|&v| v.abs_diff(76) <= 1), "{:?}", ds.image(0));
+    assert!(
+        ds.image(0).iter().all(|&v| v.abs_diff(76) <= 1),
+        "{:?}",
+        ds.image(0)
+    );
     assert!(ds.image(2).iter().all(|&v| v == 200));
 }
 
@@ -98,7 +116,9 @@ fn folder_spec_loads_train_and_test_with_shared_labels() {
     // The test split lacks `ant`, so its sorted index of `bee` would be 0, not 1.
     solid_gray(&tmp.path().join("test/bee/1.png"), 12, 12, 20);
     solid_gray(&tmp.path().join("test/cow/1.png"), 12, 12, 30);
-    let spec: DatasetSpec = format!("folder:{}", tmp.path().display()).parse().expect("spec");
+    let spec: DatasetSpec = format!("folder:{}", tmp.path().display())
+        .parse()
+        .expect("spec");
     let loc = DataLocator::default();
     let env = SearchEnv::default();
     let train = loc.load_in(&spec, SplitName::Train, &env).expect("train");
@@ -117,8 +137,15 @@ fn flat_folder_has_no_test_split_and_says_how_to_add_one() {
     let spec = DatasetSpec::Folder(tmp.path().to_path_buf());
     let loc = DataLocator::default();
     let env = SearchEnv::default();
-    assert_eq!(loc.load_in(&spec, SplitName::Train, &env).expect("train").len(), 1);
-    let err = loc.load_in(&spec, SplitName::Test, &env).expect_err("no test");
+    assert_eq!(
+        loc.load_in(&spec, SplitName::Train, &env)
+            .expect("train")
+            .len(),
+        1
+    );
+    let err = loc
+        .load_in(&spec, SplitName::Test, &env)
+        .expect_err("no test");
     assert!(matches!(err, DataError::NotFound { .. }), "{err:?}");
     assert!(err.to_string().contains("test/CLASS"), "{err}");
     let missing = DatasetSpec::Folder(tmp.path().join("missing"));

@@ -46,10 +46,20 @@ fn truncated_images_are_reported_with_sizes_and_path() {
         let path = write(dir.path(), name, &content);
         let err = read_idx_images(&path).expect_err("truncated");
         assert!(
-            matches!(err, DataError::Truncated { expected_bytes: 34, found_bytes: 33, .. }),
+            matches!(
+                err,
+                DataError::Truncated {
+                    expected_bytes: 34,
+                    found_bytes: 33,
+                    ..
+                }
+            ),
             "{err:?}"
         );
-        assert!(err.to_string().contains(&path.display().to_string()), "{err}");
+        assert!(
+            err.to_string().contains(&path.display().to_string()),
+            "{err}"
+        );
     }
     let labels = idx_labels_bytes(&[1, 2, 3]);
     let path = write(dir.path(), "labels-short", &labels[..labels.len() - 1]);
@@ -57,7 +67,10 @@ fn truncated_images_are_reported_with_sizes_and_path() {
     assert!(matches!(err, DataError::Truncated { .. }), "{err:?}");
     // A file too short to hold the magic is truncated too.
     let path = write(dir.path(), "tiny", &[0, 0]);
-    assert!(matches!(read_idx_images(&path), Err(DataError::Truncated { .. })));
+    assert!(matches!(
+        read_idx_images(&path),
+        Err(DataError::Truncated { .. })
+    ));
 }
 
 #[test]
@@ -67,12 +80,29 @@ fn wrong_magic_is_rejected_both_ways_round() {
     let images = write(dir.path(), "images", &idx_images_bytes(1, 1, 1, &[0]));
     let err = read_idx_images(&labels).expect_err("labels read as images");
     assert!(
-        matches!(err, DataError::BadMagic { expected: 0x803, found: 0x801, .. }),
+        matches!(
+            err,
+            DataError::BadMagic {
+                expected: 0x803,
+                found: 0x801,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains(&labels.display().to_string()));
     let err = read_idx_labels(&images).expect_err("images read as labels");
-    assert!(matches!(err, DataError::BadMagic { expected: 0x801, found: 0x803, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            DataError::BadMagic {
+                expected: 0x801,
+                found: 0x803,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
 }
 
 #[test]
@@ -81,7 +111,17 @@ fn count_mismatch_names_the_label_file() {
     let images = write(dir.path(), "images", &idx_images_bytes(3, 2, 2, &[0; 12]));
     let labels = write(dir.path(), "labels", &idx_labels_bytes(&[0, 1]));
     let err = read_idx_dataset(&images, &labels, "t", classes()).expect_err("mismatch");
-    assert!(matches!(err, DataError::CountMismatch { images: 3, labels: 2, .. }), "{err:?}");
+    assert!(
+        matches!(
+            err,
+            DataError::CountMismatch {
+                images: 3,
+                labels: 2,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
     assert_eq!(err.path(), Some(labels.as_path()));
 }
 
@@ -92,7 +132,15 @@ fn label_out_of_range_is_reported_with_index() {
     let labels = write(dir.path(), "labels", &idx_labels_bytes(&[9, 10, 0]));
     let err = read_idx_dataset(&images, &labels, "t", classes()).expect_err("label 10");
     assert!(
-        matches!(err, DataError::LabelOutOfRange { index: 1, label: 10, num_classes: 10, .. }),
+        matches!(
+            err,
+            DataError::LabelOutOfRange {
+                index: 1,
+                label: 10,
+                num_classes: 10,
+                ..
+            }
+        ),
         "{err:?}"
     );
     assert!(err.to_string().contains(&labels.display().to_string()));

@@ -131,12 +131,12 @@ impl Vit {
     pub fn new(spec: &ModelSpec, config: VitConfig, device: &Device) -> Result<Self, ModelError> {
         let [channels, height, width] = spec.input_shape();
         let p = config.patch_size;
-        if height % p != 0 || width % p != 0 {
+        if !height.is_multiple_of(p) || !width.is_multiple_of(p) {
             return Err(spec.bad_input(&format!(
                 "image sides must be multiples of the patch size {p}"
             )));
         }
-        if config.dim % config.heads != 0 {
+        if !config.dim.is_multiple_of(config.heads) {
             return Err(spec.bad_input("the width must be a multiple of the head count"));
         }
         let tokens = (height / p) * (width / p) + 1;

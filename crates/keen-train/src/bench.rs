@@ -6,7 +6,7 @@ use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::{AdamWConfig, GradientsParams};
 use burn::prelude::*;
 use burn::tensor::{Distribution, TensorData};
-use keen_models::{build_model, ImageClassifier, ModelSpec};
+use keen_models::{ImageClassifier, ModelSpec};
 use serde::Serialize;
 
 use crate::TrainError;
@@ -36,9 +36,8 @@ pub fn train_throughput(
     device: &Device,
 ) -> Result<ThroughputReport, TrainError> {
     let autodiff = device.clone().autodiff();
-    autodiff.seed(0);
     let spec = ModelSpec::new(model, [1, 28, 28], 10);
-    let mut net = build_model(&spec, &autodiff)?;
+    let mut net = crate::trainer::seeded_model(&spec, 0, &autodiff)?;
     let mut optimizer = AdamWConfig::new().with_weight_decay(0.0).init();
     let loss_fn = CrossEntropyLossConfig::new().init(&autodiff);
     let images = Tensor::<4>::random(

@@ -3,7 +3,8 @@
 //! ```text
 //! RUN/config.json            the TrainConfig
 //! RUN/state.json             the commit point: last finished epoch, step, history
-//! RUN/ckpt/epoch-NNNN.*      model (safetensors) and optimizer (burnpack) of that epoch
+//! RUN/ckpt/epoch-NNNN.*      model and optimizer state of that epoch (burnpack, which keeps
+//!                            the parameter ids the optimizer state is keyed by)
 //! RUN/log.jsonl              one JSON line per finished epoch
 //! RUN/model.safetensors      the final model, self-describing
 //! RUN/curves.svg             learning curves
@@ -80,9 +81,9 @@ impl RunDir {
         format!("ckpt/epoch-{epoch:04}")
     }
 
-    /// Model file of a checkpoint stem.
+    /// Model file (burnpack) of a checkpoint stem.
     pub fn checkpoint_model(&self, stem: &str) -> PathBuf {
-        self.root.join(format!("{stem}.safetensors"))
+        self.root.join(format!("{stem}.bpk"))
     }
 
     /// Optimizer file of a checkpoint stem.

@@ -5,8 +5,7 @@ use std::time::Instant;
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
 use keen_data::augment::AugmentConfig;
-use keen_data::dataset::ImageDataset;
-use keen_data::loader::{epoch_batches, LoaderConfig, Normalization};
+use keen_data::loader::{epoch_batches, IntoSharedDataset, LoaderConfig, Normalization};
 use keen_models::{ImageClassifier, KeenModel};
 use serde::{Deserialize, Serialize};
 
@@ -33,9 +32,12 @@ pub struct EvalReport {
 }
 
 /// Evaluates `model` (in inference mode) on the images of `dataset` at `indices`.
+///
+/// Pass an `Arc<ImageDataset>` to share the images with the loader's threads; a plain reference
+/// is copied once.
 pub fn evaluate(
     model: &KeenModel,
-    dataset: &ImageDataset,
+    dataset: impl IntoSharedDataset,
     indices: &[usize],
     normalization: &Normalization,
     batch_size: usize,
@@ -43,6 +45,7 @@ pub fn evaluate(
 ) -> EvalReport {
     let start = Instant::now();
     let model = model.valid();
+    let dataset = dataset.into_shared();
     let num_classes = dataset.num_classes();
     let cfg = LoaderConfig {
         batch_size,
@@ -54,7 +57,7 @@ pub fn evaluate(
     };
     let mut confusion = ConfusionMatrix::new(num_classes);
     let mut loss_sum = 0.0f64;
-    for batch in epoch_batches(dataset, indices, &cfg, 0) {
+    for batch in epoch_batches(&dataset, indices, &cfg, 0) {
         let truth = batch.labels.clone();
         let (images, _) = batch_tensors(batch, device);
         let log_probs = to_f32_vec(log_softmax(model.forward(images), 1));

@@ -10,6 +10,7 @@ use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
+use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use keen_data::dataset::ImageDataset;
@@ -197,17 +198,25 @@ pub fn train(
         train_idx.truncate(limit);
     }
     let normalization = Normalization::fit(dataset);
+    // One copy shared with the loader threads for the whole run, rather than one per epoch.
+    let shared = std::sync::Arc::new(dataset.clone());
     let spec = ModelSpec::new(&config.model, dataset.image_shape(), dataset.num_classes());
     let metadata = model_metadata(config, dataset, &normalization);
 
-    autodiff.seed(config.seed);
-    let mut model: KeenModel = build_model(&spec, &autodiff)?;
+    let mut model: KeenModel = seeded_model(&spec, config.seed, &autodiff)?;
     let mut optimizer = build_optimizer(config);
     let (mut start_epoch, mut global_step, mut history) = (0, 0, Vec::new());
     if let Some(state) = state {
+        // Burnpack records keep parameter ids, which the optimizer state is keyed by.
         let model_file = run.checkpoint_model(&state.checkpoint);
         let bytes = std::fs::read(&model_file).map_err(TrainError::io(&model_file))?;
-        model = weights::load_into(model, &model_file, bytes)?;
+        let bad_checkpoint = |e: burn::store::RecordError| TrainError::BadRunFile {
+            path: model_file.clone(),
+            reason: e.to_string(),
+        };
+        let record =
+            ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(bad_checkpoint)?;
+        model = model.try_load_record(record).map_err(bad_checkpoint)?;
         let optim_file = run.checkpoint_optimizer(&state.checkpoint);
         let bytes = std::fs::read(&optim_file).map_err(TrainError::io(&optim_file))?;
         optimizer = optimizer
@@ -250,7 +259,7 @@ pub fn train(
         let started = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0i64, 0usize);
         let mut lr = schedule.lr_at(global_step);
-        for batch in epoch_batches(dataset, &train_idx, &loader, epoch) {
+        for batch in epoch_batches(&shared, &train_idx, &loader, epoch) {
             let batch_len = batch.labels.len();
             let (images, labels) = batch_tensors(batch, &autodiff);
             let logits = model.forward(images);
@@ -290,7 +299,7 @@ pub fn train(
         let (val_loss, val_accuracy) = if val_idx.is_empty() {
             (None, None)
         } else {
-            let report = evaluate(&model, dataset, &val_idx, &normalization, 256, &device);
+            let report = evaluate(&model, &shared, &val_idx, &normalization, 256, &device);
             (Some(report.loss), Some(report.accuracy))
         };
         let record = EpochRecord {
@@ -308,8 +317,17 @@ pub fn train(
 
         // Checkpoint files first, state.json last: state.json is the commit point.
         let stem = RunDir::checkpoint_stem(epoch + 1);
-        let snapshot = model.valid();
-        weights::save(&snapshot, &spec, &metadata, &run.checkpoint_model(&stem))?;
+        let model_path = run.checkpoint_model(&stem);
+        let model_bytes =
+            model
+                .clone()
+                .into_record()
+                .into_bytes()
+                .map_err(|e| TrainError::BadRunFile {
+                    path: model_path.clone(),
+                    reason: e.to_string(),
+                })?;
+        write_atomic(&model_path, &model_bytes).map_err(TrainError::io(&model_path))?;
         let optim_bytes = optimizer.into_bytes().map_err(|e| TrainError::BadRunFile {
             path: run.checkpoint_optimizer(&stem),
             reason: e.to_string(),
@@ -342,6 +360,31 @@ pub fn train(
         history,
         model_path,
     })
+}
+
+/// burn's random generator is global to the process; holding this lock from seeding to the
+/// last initialised weight makes initialisation depend on the seed alone, even while other
+/// threads (parallel tests, a server) build models too.
+static INIT_LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Builds `spec`'s model with weights drawn from `seed`.
+pub fn seeded_model(spec: &ModelSpec, seed: u64, device: &Device) -> Result<KeenModel, TrainError> {
+    let _guard = INIT_LOCK
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    device.seed(seed);
+    let model = build_model(spec, device)?;
+    // burn initialises parameters lazily, on first use; draw them all now, under the lock.
+    model.visit(&mut InitialiseAll);
+    Ok(model)
+}
+
+struct InitialiseAll;
+
+impl burn::module::ModuleVisitor for InitialiseAll {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        let _ = param.val();
+    }
 }
 
 fn describe(record: &EpochRecord, epochs: usize) -> String {

@@ -89,7 +89,7 @@ pub struct TrainArgs {
     /// Random horizontal flips: true or false.
     #[arg(long)]
     pub hflip: Option<bool>,
-    /// RandAugment as N,M (N ops of magnitude M in 0..=30); "off" disables.
+    /// RandAugment as N,M (N ops of magnitude M in 0..=10); "off" disables.
     #[arg(long, value_name = "N,M")]
     pub randaugment: Option<String>,
     /// Seed of every random choice.

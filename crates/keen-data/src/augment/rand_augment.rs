@@ -147,8 +147,12 @@ pub fn apply_op(
             let (s, co) = theta.sin_cos();
             warp_affine(img, shape, [co, -s, 0.0, s, co, 0.0])
         }
-        RandAugmentOp::ShearX => warp_affine(img, shape, [1.0, sign * 0.3 * level, 0.0, 0.0, 1.0, 0.0]),
-        RandAugmentOp::ShearY => warp_affine(img, shape, [1.0, 0.0, 0.0, sign * 0.3 * level, 1.0, 0.0]),
+        RandAugmentOp::ShearX => {
+            warp_affine(img, shape, [1.0, sign * 0.3 * level, 0.0, 0.0, 1.0, 0.0])
+        }
+        RandAugmentOp::ShearY => {
+            warp_affine(img, shape, [1.0, 0.0, 0.0, sign * 0.3 * level, 1.0, 0.0])
+        }
         RandAugmentOp::TranslateX => {
             let t = (sign * 0.45 * level * w as f32).round();
             warp_affine(img, shape, [1.0, 0.0, -t, 0.0, 1.0, 0.0])
@@ -179,7 +183,9 @@ fn auto_contrast_lut(plane: &[u8]) -> [u8; 256] {
     let mut lut = [0u8; 256];
     for (v, out) in lut.iter_mut().enumerate() {
         *out = if hi > lo {
-            ((v as f32 - lo) * 255.0 / (hi - lo)).round().clamp(0.0, 255.0) as u8
+            ((v as f32 - lo) * 255.0 / (hi - lo))
+                .round()
+                .clamp(0.0, 255.0) as u8
         } else {
             v as u8
         };
@@ -229,7 +235,9 @@ fn grayscale_plane(img: &[u8], c: usize, plane: usize) -> Vec<f32> {
     (0..plane)
         .map(|i| {
             if c == 3 {
-                0.299 * img[i] as f32 + 0.587 * img[plane + i] as f32 + 0.114 * img[2 * plane + i] as f32
+                0.299 * img[i] as f32
+                    + 0.587 * img[plane + i] as f32
+                    + 0.114 * img[2 * plane + i] as f32
             } else {
                 (0..c).map(|ch| img[ch * plane + i] as f32).sum::<f32>() / c.max(1) as f32
             }
@@ -356,13 +364,25 @@ mod tests {
         let shape = [1, 1, 4];
         let img = [10u8, 100, 200, 250];
         // Solarize at full strength inverts everything.
-        assert_eq!(apply_op(RandAugmentOp::Solarize, 10.0, false, &img, shape), vec![245, 155, 55, 5]);
+        assert_eq!(
+            apply_op(RandAugmentOp::Solarize, 10.0, false, &img, shape),
+            vec![245, 155, 55, 5]
+        );
         // Posterize at full strength keeps 4 bits.
-        assert_eq!(apply_op(RandAugmentOp::Posterize, 10.0, false, &img, shape), vec![0, 96, 192, 240]);
+        assert_eq!(
+            apply_op(RandAugmentOp::Posterize, 10.0, false, &img, shape),
+            vec![0, 96, 192, 240]
+        );
         // AutoContrast stretches 10..250 to 0..255.
-        assert_eq!(apply_op(RandAugmentOp::AutoContrast, 0.0, false, &img, shape), vec![0, 96, 202, 255]);
+        assert_eq!(
+            apply_op(RandAugmentOp::AutoContrast, 0.0, false, &img, shape),
+            vec![0, 96, 202, 255]
+        );
         // Brightness 1 - 0.9 = 0.1.
-        assert_eq!(apply_op(RandAugmentOp::Brightness, 10.0, true, &img, shape), vec![1, 10, 20, 25]);
+        assert_eq!(
+            apply_op(RandAugmentOp::Brightness, 10.0, true, &img, shape),
+            vec![1, 10, 20, 25]
+        );
     }
 
     #[test]
@@ -378,14 +398,18 @@ mod tests {
 
     #[test]
     fn equalize_spreads_a_narrow_histogram() {
-        let shape = [1, 4, 4];
-        let img: Vec<u8> = (0..16).map(|v| 100 + (v % 4) as u8).collect();
+        // PIL leaves images with fewer than ~255 pixels per level alone, so use 64x64.
+        let shape = [1, 64, 64];
+        let img: Vec<u8> = (0..64 * 64).map(|v| 100 + (v % 4) as u8).collect();
         let out = apply_op(RandAugmentOp::Equalize, 0.0, false, &img, shape);
         let (lo, hi) = (*out.iter().min().unwrap(), *out.iter().max().unwrap());
         assert!(hi - lo > 100, "{out:?}");
         // A constant image has nothing to equalize.
-        let flat = vec![42u8; 16];
-        assert_eq!(apply_op(RandAugmentOp::Equalize, 0.0, false, &flat, shape), flat);
+        let flat = vec![42u8; 64 * 64];
+        assert_eq!(
+            apply_op(RandAugmentOp::Equalize, 0.0, false, &flat, shape),
+            flat
+        );
     }
 
     #[test]
@@ -394,7 +418,11 @@ mod tests {
         let shape = [1, 5, 5];
         let mut img = vec![0u8; 25];
         img[12] = 200;
-        for op in [RandAugmentOp::Rotate, RandAugmentOp::ShearX, RandAugmentOp::ShearY] {
+        for op in [
+            RandAugmentOp::Rotate,
+            RandAugmentOp::ShearX,
+            RandAugmentOp::ShearY,
+        ] {
             let out = apply_op(op, 10.0, false, &img, shape);
             assert_eq!(out[12], 200, "{op:?}: {out:?}");
         }

@@ -83,18 +83,26 @@ impl Normalization {
     /// # Panics
     /// If `out.len() != img.len()` or the length is not a multiple of the channel count.
     pub fn apply(&self, img: &[u8], out: &mut [f32]) {
-        assert_eq!(img.len(), out.len(), "normalize: input and output lengths differ");
+        assert_eq!(
+            img.len(),
+            out.len(),
+            "normalize: input and output lengths differ"
+        );
         let c = self.mean.len();
+        let plane = img.len().checked_div(c).unwrap_or(0);
         assert!(
-            c > 0 && img.len() % c == 0,
+            c > 0 && plane * c == img.len(),
             "normalize: {} values do not split into {c} channels",
             img.len()
         );
-        let plane = img.len() / c;
         if plane == 0 {
             return;
         }
-        for (ch, (src, dst)) in img.chunks_exact(plane).zip(out.chunks_exact_mut(plane)).enumerate() {
+        for (ch, (src, dst)) in img
+            .chunks_exact(plane)
+            .zip(out.chunks_exact_mut(plane))
+            .enumerate()
+        {
             // One multiply-add per pixel: x * (1 / (255 std)) - mean / std.
             let scale = 1.0 / (255.0 * self.std[ch]);
             let shift = self.mean[ch] / self.std[ch];
@@ -125,7 +133,10 @@ mod tests {
     #[test]
     fn fit_computes_per_channel_statistics() {
         let n = Normalization::fit(&two_channel());
-        assert!((n.mean[0] - 0.5).abs() < 1e-6 && (n.std[0] - 0.5).abs() < 1e-6, "{n:?}");
+        assert!(
+            (n.mean[0] - 0.5).abs() < 1e-6 && (n.std[0] - 0.5).abs() < 1e-6,
+            "{n:?}"
+        );
         assert!((n.mean[1] - 0.2).abs() < 1e-6, "{n:?}");
         assert_eq!(n.std[1], 1.0, "constant channel gets std 1");
         let sub = Normalization::fit_subset(&two_channel(), &[]);

@@ -16,8 +16,9 @@ use super::{CatalogEntry, DataFile};
 use crate::error::DataError;
 use crate::gzip::{decompress_if_gzip, read_maybe_gzip};
 
-/// Connecting must succeed quickly: an offline machine should fall through to the
-/// "how to get the files" hint at once, not after minutes.
+/// Name lookup, connecting and the first response byte must each be quick: an offline
+/// machine should fall through to the "how to get the files" hint at once, not after
+/// minutes.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Whole-request limit: generous for 30 MB on a slow link, finite so it cannot hang.
 const TOTAL_TIMEOUT: Duration = Duration::from_secs(15 * 60);
@@ -103,7 +104,9 @@ pub(crate) fn download_dataset(
 ) -> Result<(), DataError> {
     std::fs::create_dir_all(dest).map_err(|e| DataError::io(dest, e))?;
     let agent: ureq::Agent = ureq::Agent::config_builder()
+        .timeout_resolve(Some(CONNECT_TIMEOUT))
         .timeout_connect(Some(CONNECT_TIMEOUT))
+        .timeout_recv_response(Some(CONNECT_TIMEOUT))
         .timeout_global(Some(TOTAL_TIMEOUT))
         .build()
         .into();
@@ -126,7 +129,10 @@ fn download_file(
         url: url.clone(),
         reason,
     };
-    let mut response = agent.get(&url).call().map_err(|e| download_err(e.to_string()))?;
+    let mut response = agent
+        .get(&url)
+        .call()
+        .map_err(|e| download_err(e.to_string()))?;
     let body = response
         .body_mut()
         .with_config()
@@ -204,7 +210,9 @@ mod tests {
         let entry = super::super::catalog(&super::super::DatasetSpec::FashionMnist).expect("entry");
         let err = download_dataset(entry, "http://127.0.0.1:1/", dir.path()).expect_err("offline");
         assert!(matches!(err, DataError::Download { .. }), "{err:?}");
-        assert!(err.to_string().contains("http://127.0.0.1:1/train-images-idx3-ubyte.gz"));
+        assert!(err
+            .to_string()
+            .contains("http://127.0.0.1:1/train-images-idx3-ubyte.gz"));
         assert!(find_file(dir.path(), "train-images-idx3-ubyte").is_none());
     }
 }

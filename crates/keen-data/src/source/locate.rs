@@ -170,7 +170,11 @@ impl DataLocator {
 
     /// Downloads into the cache when everything allows it. `Ok(None)`: downloading was
     /// not attempted (not allowed, or nothing to download from); `Err`: why it failed.
-    fn try_download(&self, entry: &CatalogEntry, env: &SearchEnv) -> Result<Option<PathBuf>, String> {
+    fn try_download(
+        &self,
+        entry: &CatalogEntry,
+        env: &SearchEnv,
+    ) -> Result<Option<PathBuf>, String> {
         let Some(base) = entry.download_base else {
             return Ok(None);
         };
@@ -196,7 +200,9 @@ fn holds(dir: &Path, entry: &CatalogEntry) -> bool {
 
 fn locate_folder(spec: &DatasetSpec) -> Result<PathBuf, DataError> {
     let DatasetSpec::Folder(path) = spec else {
-        return Err(DataError::BadSpec(format!("{spec} is not a folder dataset")));
+        return Err(DataError::BadSpec(format!(
+            "{spec} is not a folder dataset"
+        )));
     };
     if path.is_dir() {
         Ok(path.clone())
@@ -315,7 +321,11 @@ mod tests {
     fn touch_all(dir: &Path, entry: &CatalogEntry, gz: bool) {
         std::fs::create_dir_all(dir).expect("mkdir");
         for f in entry.all_files() {
-            let name = if gz { format!("{}.gz", f.name) } else { f.name.to_string() };
+            let name = if gz {
+                format!("{}.gz", f.name)
+            } else {
+                f.name.to_string()
+            };
             std::fs::write(dir.join(name), b"").expect("touch");
         }
     }
@@ -333,17 +343,37 @@ mod tests {
     fn data_dir_beats_keen_data_beats_cache() {
         let tmp = tempfile::tempdir().expect("tempdir");
         let entry = catalog(&DatasetSpec::Mnist).expect("entry");
-        let (flag, envdir, cache) = (tmp.path().join("flag"), tmp.path().join("env"), tmp.path().join("cache"));
+        let (flag, envdir, cache) = (
+            tmp.path().join("flag"),
+            tmp.path().join("env"),
+            tmp.path().join("cache"),
+        );
         touch_all(&flag, entry, true);
         touch_all(&envdir.join("mnist"), entry, false);
         touch_all(&cache.join("mnist"), entry, true);
         let env = env_with(Some(envdir.clone()), Some(cache.clone()));
-        let with_flag = DataLocator { data_dir: Some(flag.clone()), allow_download: false };
-        assert_eq!(with_flag.locate_in(&DatasetSpec::Mnist, &env).expect("flag"), flag);
+        let with_flag = DataLocator {
+            data_dir: Some(flag.clone()),
+            allow_download: false,
+        };
+        assert_eq!(
+            with_flag
+                .locate_in(&DatasetSpec::Mnist, &env)
+                .expect("flag"),
+            flag
+        );
         let no_flag = DataLocator::default();
-        assert_eq!(no_flag.locate_in(&DatasetSpec::Mnist, &env).expect("env"), envdir.join("mnist"));
+        assert_eq!(
+            no_flag.locate_in(&DatasetSpec::Mnist, &env).expect("env"),
+            envdir.join("mnist")
+        );
         let cache_only = env_with(None, Some(cache.clone()));
-        assert_eq!(no_flag.locate_in(&DatasetSpec::Mnist, &cache_only).expect("cache"), cache.join("mnist"));
+        assert_eq!(
+            no_flag
+                .locate_in(&DatasetSpec::Mnist, &cache_only)
+                .expect("cache"),
+            cache.join("mnist")
+        );
     }
 
     #[test]
@@ -356,7 +386,9 @@ mod tests {
             system_root: Some(tmp.path().join("sys")),
             ..env_with(None, Some(tmp.path().join("cache")))
         };
-        let dir = DataLocator::default().locate_in(&DatasetSpec::FashionMnist, &env).expect("found");
+        let dir = DataLocator::default()
+            .locate_in(&DatasetSpec::FashionMnist, &env)
+            .expect("found");
         assert_eq!(dir, tmp.path().join("sys/fashion-mnist"));
     }
 
@@ -365,8 +397,13 @@ mod tests {
         let tmp = tempfile::tempdir().expect("tempdir");
         let entry = catalog(&DatasetSpec::Cifar10).expect("entry");
         touch_all(&tmp.path().join("cifar-10-batches-bin"), entry, false);
-        let loc = DataLocator { data_dir: Some(tmp.path().to_path_buf()), allow_download: true };
-        let dir = loc.locate_in(&DatasetSpec::Cifar10, &env_with(None, None)).expect("found");
+        let loc = DataLocator {
+            data_dir: Some(tmp.path().to_path_buf()),
+            allow_download: true,
+        };
+        let dir = loc
+            .locate_in(&DatasetSpec::Cifar10, &env_with(None, None))
+            .expect("found");
         assert_eq!(dir, tmp.path().join("cifar-10-batches-bin"));
     }
 
@@ -374,23 +411,36 @@ mod tests {
     fn partial_folder_does_not_count() {
         let tmp = tempfile::tempdir().expect("tempdir");
         std::fs::write(tmp.path().join("train-images-idx3-ubyte.gz"), b"").expect("touch");
-        let loc = DataLocator { data_dir: Some(tmp.path().to_path_buf()), allow_download: false };
-        let err = loc.locate_in(&DatasetSpec::Mnist, &env_with(None, None)).expect_err("partial");
+        let loc = DataLocator {
+            data_dir: Some(tmp.path().to_path_buf()),
+            allow_download: false,
+        };
+        let err = loc
+            .locate_in(&DatasetSpec::Mnist, &env_with(None, None))
+            .expect_err("partial");
         assert!(matches!(err, DataError::NotFound { .. }), "{err:?}");
     }
 
     #[test]
     fn not_found_explains_and_lists_searched_folders() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        let loc = DataLocator { data_dir: Some(tmp.path().join("nope")), allow_download: true };
+        let loc = DataLocator {
+            data_dir: Some(tmp.path().join("nope")),
+            allow_download: true,
+        };
         let env = env_with(None, Some(tmp.path().join("cache")));
-        let err = loc.locate_in(&DatasetSpec::FashionMnist, &env).expect_err("missing");
+        let err = loc
+            .locate_in(&DatasetSpec::FashionMnist, &env)
+            .expect_err("missing");
         let DataError::NotFound { searched, hint, .. } = &err else {
             panic!("expected NotFound, got {err:?}");
         };
         assert_eq!(searched[0], tmp.path().join("nope"));
         assert!(searched.contains(&tmp.path().join("cache/fashion-mnist")));
-        assert!(hint.contains("apt-get install dataset-fashion-mnist"), "{hint}");
+        assert!(
+            hint.contains("apt-get install dataset-fashion-mnist"),
+            "{hint}"
+        );
         assert!(hint.contains("KEEN_NO_DOWNLOAD"), "{hint}");
         assert!(err.to_string().contains("--data DIR"));
     }
@@ -398,12 +448,20 @@ mod tests {
     #[test]
     fn survey_reports_found_and_missing() {
         let tmp = tempfile::tempdir().expect("tempdir");
-        touch_all(tmp.path(), catalog(&DatasetSpec::Mnist).expect("entry"), false);
-        let loc = DataLocator { data_dir: Some(tmp.path().to_path_buf()), allow_download: true };
+        // In a sub-folder: loose IDX files would match both MNIST and Fashion-MNIST.
+        touch_all(
+            &tmp.path().join("mnist"),
+            catalog(&DatasetSpec::Mnist).expect("entry"),
+            false,
+        );
+        let loc = DataLocator {
+            data_dir: Some(tmp.path().to_path_buf()),
+            allow_download: true,
+        };
         let status = loc.survey_in(&env_with(None, None));
         let names: Vec<_> = status.iter().map(|s| s.name.as_str()).collect();
         assert_eq!(names, ["fashion-mnist", "mnist", "cifar10"]);
-        assert_eq!(status[1].found.as_deref(), Some(tmp.path()));
+        assert_eq!(status[1].found, Some(tmp.path().join("mnist")));
         assert!(status[0].found.is_none() && !status[0].searched.is_empty());
     }
 

@@ -50,9 +50,21 @@ pub fn ramp_pixels(n: usize, len: usize) -> Vec<u8> {
 
 /// Writes a tiny IDX dataset (both splits) into `dir`, gzipped or raw, with
 /// `n_train`/`n_test` images of `rows x cols` and labels `i % 10`.
-pub fn write_idx_dataset(dir: &Path, n_train: usize, n_test: usize, rows: usize, cols: usize, gz: bool) {
+pub fn write_idx_dataset(
+    dir: &Path,
+    n_train: usize,
+    n_test: usize,
+    rows: usize,
+    cols: usize,
+    gz: bool,
+) {
     for (prefix, n) in [("train", n_train), ("t10k", n_test)] {
-        let images = idx_images_bytes(n as u32, rows as u32, cols as u32, &ramp_pixels(n, rows * cols));
+        let images = idx_images_bytes(
+            n as u32,
+            rows as u32,
+            cols as u32,
+            &ramp_pixels(n, rows * cols),
+        );
         let labels: Vec<u8> = (0..n).map(|i| (i % 10) as u8).collect();
         let labels = idx_labels_bytes(&labels);
         let (images, labels, ext) = if gz {

@@ -1,0 +1,175 @@
+//! Registry-driven tests: every registered model gets the same checks, so a new model is tested
+//! with no new test code.
+
+use std::collections::BTreeMap;
+
+use burn::optim::GradientsParams;
+use burn::prelude::*;
+use burn::tensor::{Distribution, Tolerance};
+use keen_models::weights;
+use keen_models::{
+    available_models, build_model, find_model, ImageClassifier, ModelError, ModelSpec,
+};
+
+/// Shapes every model must accept: Fashion-MNIST-like grayscale and CIFAR-like RGB.
+const INPUTS: [[usize; 3]; 2] = [[1, 28, 28], [3, 32, 32]];
+
+#[test]
+fn registry_has_the_models_the_foundation_promises() {
+    for name in [
+        "cnn-small",
+        "resnet8",
+        "resnet20",
+        "mobilenet-v2-tiny",
+        "vit-tiny",
+    ] {
+        assert!(find_model(name).is_ok(), "{name} missing from the registry");
+    }
+    let err = find_model("resnet9000")
+        .err()
+        .expect("unknown name must fail");
+    assert!(matches!(err, ModelError::UnknownModel { .. }));
+    assert!(
+        err.to_string().contains("resnet20"),
+        "error should list known models: {err}"
+    );
+}
+
+#[test]
+fn every_model_runs_forward_and_backward_on_every_input() {
+    let device = Device::flex().autodiff();
+    for entry in available_models() {
+        for input in INPUTS {
+            let spec = ModelSpec::new(entry.name, input, 10);
+            let model = build_model(&spec, &device).expect("build");
+            let images = Tensor::<4>::random(
+                [2, input[0], input[1], input[2]],
+                Distribution::Default,
+                &device,
+            );
+            let logits = model.forward(images);
+            assert_eq!(logits.dims(), [2, 10], "{} on {input:?}", entry.name);
+            let loss = logits.powi_scalar(2).mean();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            // Every parameter tensor must receive a gradient: none is disconnected.
+            let mut params = 0usize;
+            model.visit(&mut CountParams(&mut params));
+            assert_eq!(
+                grads.len(),
+                params,
+                "{}: a parameter got no gradient",
+                entry.name
+            );
+            assert!(model.num_params() > 0);
+            assert!(model.macs(input) > 0);
+        }
+    }
+}
+
+struct CountParams<'a>(&'a mut usize);
+
+impl burn::module::ModuleVisitor for CountParams<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        // Batch-norm running statistics are module state, not trainable parameters.
+        if param.val().is_require_grad() {
+            *self.0 += 1;
+        }
+    }
+}
+
+#[test]
+fn every_model_survives_save_and_load() {
+    let device = Device::flex();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for entry in available_models() {
+        let spec = ModelSpec::new(entry.name, [1, 28, 28], 10);
+        device.seed(1);
+        let model = build_model(&spec, &device).expect("build");
+        let mut metadata = BTreeMap::new();
+        metadata.insert("keen.note".to_string(), "hello".to_string());
+        let path = dir.path().join(format!("{}.safetensors", entry.name));
+        weights::save(&model, &spec, &metadata, &path).expect("save");
+
+        let loaded = weights::load(&path, &device).expect("load");
+        assert_eq!(loaded.spec, spec);
+        assert_eq!(
+            loaded.metadata.get("keen.note").map(String::as_str),
+            Some("hello")
+        );
+        let images = Tensor::<4>::random([3, 1, 28, 28], Distribution::Default, &device);
+        let expected = model.valid().forward(images.clone()).into_data();
+        let actual = loaded.model.valid().forward(images).into_data();
+        actual.assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-6));
+    }
+}
+
+#[test]
+fn reset_classifier_changes_the_class_count() {
+    let device = Device::flex();
+    for entry in available_models() {
+        let spec = ModelSpec::new(entry.name, [1, 28, 28], 10);
+        let model = build_model(&spec, &device)
+            .expect("build")
+            .reset_classifier(3, &device);
+        assert_eq!(model.num_classes(), 3);
+        let features = model.forward_features(Tensor::zeros([2, 1, 28, 28], &device));
+        assert_eq!(features.dims(), [2, model.num_features()]);
+        assert_eq!(model.forward_head(features).dims(), [2, 3]);
+    }
+}
+
+#[test]
+fn reference_models_have_the_documented_sizes() {
+    let device = Device::flex();
+    let count = |name: &str| {
+        build_model(&ModelSpec::new(name, [1, 28, 28], 10), &device)
+            .expect("build")
+            .num_params()
+    };
+    // Conv(1,32,3) + Conv(32,64,3) + Linear(3136,128) + Linear(128,10), with biases.
+    assert_eq!(count("cnn-small"), 320 + 18_496 + 401_536 + 1_290);
+    // resnet20 is ~0.27M parameters (He et al. report 0.27M for CIFAR).
+    let resnet20 = count("resnet20");
+    assert!(
+        (265_000..285_000).contains(&resnet20),
+        "resnet20 has {resnet20}"
+    );
+    assert!(count("resnet8") < resnet20);
+}
+
+#[test]
+fn truncated_and_foreign_weight_files_are_clear_errors() {
+    let device = Device::flex();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let spec = ModelSpec::new("cnn-small", [1, 28, 28], 10);
+    let model = build_model(&spec, &device).expect("build");
+    let path = dir.path().join("model.safetensors");
+    weights::save(&model, &spec, &BTreeMap::new(), &path).expect("save");
+    let bytes = std::fs::read(&path).expect("read");
+
+    let truncated = dir.path().join("truncated.safetensors");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).expect("write");
+    let err = weights::load(&truncated, &device)
+        .err()
+        .expect("truncated must fail")
+        .to_string();
+    assert!(
+        err.contains("truncated.safetensors") && err.contains("truncated"),
+        "{err}"
+    );
+
+    let garbage = dir.path().join("garbage.safetensors");
+    std::fs::write(&garbage, b"not a model at all").expect("write");
+    let err = weights::load(&garbage, &device)
+        .err()
+        .expect("garbage must fail")
+        .to_string();
+    assert!(err.contains("garbage.safetensors"), "{err}");
+
+    let missing = dir.path().join("missing.safetensors");
+    let err = weights::load(&missing, &device)
+        .err()
+        .expect("missing must fail")
+        .to_string();
+    assert!(err.contains("missing.safetensors"), "{err}");
+}

@@ -1,0 +1,253 @@
+//! Training-loop behaviour: learning, exact resume, atomic run files, real-data accuracy.
+
+use burn::prelude::*;
+use keen_data::augment::AugmentConfig;
+use keen_data::dataset::ImageDataset;
+use keen_data::loader::Normalization;
+use keen_data::source::{DataLocator, DatasetSpec, SplitName};
+use keen_models::weights;
+use keen_train::checkpoint::RunDir;
+use keen_train::schedule::Decay;
+use keen_train::{evaluate, train, OptimizerKind, TrainConfig, TrainOptions};
+
+/// A learnable toy task: class 0 is a bright left half, class 1 a bright right half, with noise.
+fn halves_dataset(n: usize, seed: u64) -> ImageDataset {
+    let (h, w) = (12usize, 12usize);
+    let mut state = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
+    let mut noise = move || {
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        ((state >> 33) % 60) as u8
+    };
+    let mut images = Vec::with_capacity(n * h * w);
+    let mut labels = Vec::with_capacity(n);
+    for i in 0..n {
+        let label = (i % 2) as u32;
+        for _y in 0..h {
+            for x in 0..w {
+                let bright = (x < w / 2) == (label == 0);
+                images.push(if bright { 150 + noise() } else { noise() });
+            }
+        }
+        labels.push(label);
+    }
+    ImageDataset {
+        name: "halves".into(),
+        images,
+        labels,
+        channels: 1,
+        height: h,
+        width: w,
+        class_names: vec!["left".into(), "right".into()],
+    }
+}
+
+fn toy_config() -> TrainConfig {
+    TrainConfig {
+        model: "cnn-small".into(),
+        dataset: "halves".into(),
+        epochs: 3,
+        batch_size: 16,
+        optimizer: OptimizerKind::AdamW,
+        lr: 1e-3,
+        momentum: 0.9,
+        nesterov: false,
+        weight_decay: 1e-4,
+        warmup_epochs: 0.5,
+        decay: Decay::Cosine { min_factor: 0.0 },
+        label_smoothing: 0.1,
+        seed: 7,
+        val_fraction: 0.2,
+        augment: AugmentConfig {
+            random_crop_padding: 1,
+            horizontal_flip: false,
+            rand_augment: None,
+        },
+        max_train_images: None,
+    }
+}
+
+fn options(dir: &std::path::Path, resume: bool, stop_after_epochs: Option<usize>) -> TrainOptions {
+    TrainOptions {
+        out_dir: dir.to_path_buf(),
+        resume,
+        device: Device::flex(),
+        progress: false,
+        stop_after_epochs,
+    }
+}
+
+fn tensors_of(path: &std::path::Path) -> Vec<f32> {
+    let loaded = weights::load(path, &Device::flex()).expect("load model");
+    let mut values = Vec::new();
+    let mut collect = Collect(&mut values);
+    burn::module::Module::visit(&loaded.model, &mut collect);
+    values
+}
+
+struct Collect<'a>(&'a mut Vec<f32>);
+
+impl burn::module::ModuleVisitor for Collect<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        self.0.extend(keen_train::tensors::to_f32_vec(param.val()));
+    }
+}
+
+#[test]
+fn training_learns_a_toy_task_and_writes_its_run_files() {
+    let data = halves_dataset(320, 1);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let summary = train(&toy_config(), &data, &options(dir.path(), false, None)).expect("train");
+    assert!(summary.finished);
+    assert_eq!(summary.history.len(), 3);
+    let last = summary.history.last().expect("history");
+    assert!(
+        last.val_accuracy.expect("val split") > 0.95,
+        "val accuracy {:?}",
+        last.val_accuracy
+    );
+    let run = RunDir::new(dir.path());
+    for file in [
+        run.config_path(),
+        run.state_path(),
+        run.log_path(),
+        run.model_path(),
+        run.curves_path(),
+    ] {
+        assert!(file.exists(), "{} missing", file.display());
+    }
+    let log = std::fs::read_to_string(run.log_path()).expect("log");
+    assert_eq!(log.lines().count(), 3, "one JSON line per epoch");
+    for line in log.lines() {
+        let record: serde_json::Value = serde_json::from_str(line).expect("JSON line");
+        assert!(record["images_per_sec"].as_f64().expect("img/s") > 0.0);
+    }
+    // Only the last two epoch checkpoints are kept.
+    assert!(!run.checkpoint_model(&RunDir::checkpoint_stem(1)).exists());
+    assert!(run.checkpoint_model(&RunDir::checkpoint_stem(3)).exists());
+}
+
+#[test]
+fn resume_ends_where_an_uninterrupted_run_ends() {
+    let data = halves_dataset(160, 2);
+    let config = toy_config();
+    let straight = tempfile::tempdir().expect("tempdir");
+    train(&config, &data, &options(straight.path(), false, None)).expect("straight run");
+
+    let interrupted = tempfile::tempdir().expect("tempdir");
+    let first =
+        train(&config, &data, &options(interrupted.path(), false, Some(1))).expect("first leg");
+    assert!(!first.finished && first.completed_epochs == 1);
+    let second =
+        train(&config, &data, &options(interrupted.path(), true, Some(1))).expect("second leg");
+    assert_eq!(second.completed_epochs, 2);
+    let last = train(&config, &data, &options(interrupted.path(), true, None)).expect("last leg");
+    assert!(last.finished);
+    assert_eq!(
+        last.history.iter().map(|r| r.epoch).collect::<Vec<_>>(),
+        vec![1, 2, 3]
+    );
+
+    let a = tensors_of(&RunDir::new(straight.path()).model_path());
+    let b = tensors_of(&RunDir::new(interrupted.path()).model_path());
+    assert_eq!(a.len(), b.len());
+    let max_diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(max_diff <= 1e-6, "resumed weights differ by {max_diff}");
+}
+
+#[test]
+fn resume_refuses_a_run_folder_with_another_config() {
+    let data = halves_dataset(64, 3);
+    let dir = tempfile::tempdir().expect("tempdir");
+    train(&toy_config(), &data, &options(dir.path(), false, Some(1))).expect("first leg");
+    let other = TrainConfig {
+        lr: 5e-3,
+        ..toy_config()
+    };
+    let err = train(&other, &data, &options(dir.path(), true, None)).expect_err("must refuse");
+    assert!(err.to_string().contains("config.json"), "{err}");
+}
+
+#[test]
+fn invalid_configs_are_rejected_before_training() {
+    let data = halves_dataset(32, 4);
+    let dir = tempfile::tempdir().expect("tempdir");
+    for bad in [
+        TrainConfig {
+            epochs: 0,
+            ..toy_config()
+        },
+        TrainConfig {
+            batch_size: 0,
+            ..toy_config()
+        },
+        TrainConfig {
+            lr: -1.0,
+            ..toy_config()
+        },
+        TrainConfig {
+            val_fraction: 1.5,
+            ..toy_config()
+        },
+        TrainConfig {
+            model: "no-such-model".into(),
+            ..toy_config()
+        },
+    ] {
+        assert!(
+            train(&bad, &data, &options(dir.path(), false, None)).is_err(),
+            "{bad:?}"
+        );
+    }
+}
+
+/// A short real run: cnn-small, 10,000 Fashion-MNIST images, one epoch, must pass 80% on 2,000
+/// test images. Needs the dataset (`apt-get install dataset-fashion-mnist`, done by
+/// scripts/setup-data.sh), and fails with that hint when it is missing.
+#[test]
+fn short_fashion_mnist_run_reaches_80_percent() {
+    let locator = DataLocator {
+        data_dir: None,
+        allow_download: false,
+    };
+    let spec = DatasetSpec::FashionMnist;
+    let train_set = locator
+        .load(&spec, SplitName::Train)
+        .expect("Fashion-MNIST (run scripts/setup-data.sh)");
+    let test_set = locator
+        .load(&spec, SplitName::Test)
+        .expect("Fashion-MNIST test split");
+    let config = TrainConfig {
+        epochs: 1,
+        max_train_images: Some(10_000),
+        batch_size: 64,
+        warmup_epochs: 0.1,
+        ..TrainConfig::preset("cnn-small")
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let summary = train(&config, &train_set, &options(dir.path(), false, None)).expect("train");
+    let model_path = summary.model_path.expect("finished run has a model");
+    let loaded = weights::load(&model_path, &Device::flex()).expect("load");
+    let normalization = Normalization::fit(&train_set);
+    let indices: Vec<usize> = (0..2_000).collect();
+    let report = evaluate(
+        &loaded.model,
+        &test_set,
+        &indices,
+        &normalization,
+        256,
+        &Device::flex(),
+    );
+    assert!(
+        report.accuracy >= 0.80,
+        "test accuracy {:.4}",
+        report.accuracy
+    );
+}
