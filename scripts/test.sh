@@ -8,5 +8,7 @@ bash scripts/setup-data.sh
 cargo fmt --all -- --check
 cargo clippy --release --workspace --all-targets -- -D warnings
 # The CUDA path must keep compiling even though no machine here has a GPU.
-cargo check --release -p keen-cli --features cuda
+# burn-cuda 0.22 downloads an LLVM bundle in its build script; DOCS_RS makes that script stand
+# down, which is all a type-check needs.
+DOCS_RS=1 cargo check --release -p keen-cli --features cuda
 cargo test --release --workspace

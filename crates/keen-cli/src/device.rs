@@ -14,6 +14,14 @@ pub const AVAILABLE: &str = if cfg!(all(feature = "cuda", feature = "wgpu")) {
     "flex"
 };
 
+/// Resolves a comma-separated device list: the first holds the model, the others join it for
+/// data-parallel training (e.g. `cuda:0,cuda:1`).
+pub fn parse_devices(list: &str) -> Result<(Device, Vec<Device>)> {
+    let mut devices = list.split(',').map(|name| parse_device(name.trim()));
+    let main = devices.next().unwrap_or_else(|| parse_device("flex"))?;
+    Ok((main, devices.collect::<Result<_>>()?))
+}
+
 /// Resolves a device name: `flex` (pure-Rust CPU, always), `cuda[:N]`, `wgpu` (cargo features).
 pub fn parse_device(name: &str) -> Result<Device> {
     let (kind, index) = match name.split_once(':') {

@@ -93,7 +93,7 @@ impl TrainConfig {
         match model {
             // Small and fast: Adam converges in a few epochs without augmentation.
             "cnn-small" => Self {
-                epochs: 3,
+                epochs: 4,
                 optimizer: OptimizerKind::AdamW,
                 lr: 2e-3,
                 weight_decay: 1e-4,

@@ -16,6 +16,7 @@ pub mod error;
 pub mod evaluate;
 pub mod metrics;
 pub mod schedule;
+pub mod step;
 pub mod tensors;
 pub mod trainer;
 

@@ -5,10 +5,9 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use burn::nn::loss::CrossEntropyLossConfig;
 use burn::optim::decay::WeightDecayConfig;
 use burn::optim::momentum::MomentumConfig;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, SgdConfig};
+use burn::optim::{AdamWConfig, ModuleOptimizer, SgdConfig};
 use burn::prelude::*;
 use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
@@ -17,7 +16,7 @@ use keen_data::dataset::ImageDataset;
 use keen_data::loader::{epoch_batches, num_batches, LoaderConfig, Normalization};
 use keen_data::split::train_val_split;
 use keen_models::weights::{self, write_atomic};
-use keen_models::{build_model, ImageClassifier, KeenModel, ModelSpec};
+use keen_models::{build_model, KeenModel, ModelSpec};
 use serde::{Deserialize, Serialize};
 
 use crate::checkpoint::{RunDir, RunState};
@@ -25,7 +24,7 @@ use crate::config::{OptimizerKind, TrainConfig};
 use crate::curves::learning_curves_svg;
 use crate::evaluate::evaluate;
 use crate::schedule::LrSchedule;
-use crate::tensors::batch_tensors;
+use crate::step::{train_step, StepDevices};
 use crate::TrainError;
 
 /// Metadata keys keen writes into every model file besides the model spec.
@@ -47,8 +46,11 @@ pub struct TrainOptions {
     pub out_dir: PathBuf,
     /// Continue from the run folder's last checkpoint.
     pub resume: bool,
-    /// The device to train on (autodiff is added here).
+    /// The device to train on (autodiff is added here); it holds the model.
     pub device: Device,
+    /// More devices for data-parallel training: each step splits its batch over `device` and
+    /// these. Empty for single-device training.
+    pub extra_devices: Vec<Device>,
     /// Show progress bars.
     pub progress: bool,
     /// Stop after this many epochs of this invocation (the run stays resumable).
@@ -246,9 +248,9 @@ pub fn train(
         steps_per_epoch,
         decay: config.decay,
     };
-    let loss_fn = CrossEntropyLossConfig::new()
-        .with_smoothing((config.label_smoothing > 0.0).then_some(config.label_smoothing))
-        .init(&autodiff);
+    let mut devices = vec![autodiff.clone()];
+    devices.extend(options.extra_devices.iter().map(|d| d.clone().autodiff()));
+    let step_devices = StepDevices::new(devices, config.label_smoothing);
 
     let end_epoch = match options.stop_after_epochs {
         Some(n) => (start_epoch + n).min(config.epochs),
@@ -261,21 +263,11 @@ pub fn train(
         let mut lr = schedule.lr_at(global_step);
         for batch in epoch_batches(&shared, &train_idx, &loader, epoch) {
             let batch_len = batch.labels.len();
-            let (images, labels) = batch_tensors(batch, &autodiff);
-            let logits = model.forward(images);
-            let loss = loss_fn.forward(logits.clone(), labels.clone());
-            let batch_correct = logits
-                .argmax(1)
-                .flatten::<1>(0, 1)
-                .equal(labels)
-                .int()
-                .sum()
-                .into_scalar::<i64>();
-            let grads = GradientsParams::from_grads(loss.backward(), &model);
             lr = schedule.lr_at(global_step);
-            model = optimizer.step(lr, model, grads);
+            let (updated, outcome) = train_step(model, &mut optimizer, batch, &step_devices, lr);
+            model = updated;
             global_step += 1;
-            let batch_loss = loss.into_scalar::<f32>() as f64;
+            let (batch_loss, batch_correct) = (outcome.loss, outcome.correct);
             if !batch_loss.is_finite() {
                 return Err(TrainError::BadConfig(format!(
                     "loss became {batch_loss} at epoch {} step {global_step}; lower the learning rate",

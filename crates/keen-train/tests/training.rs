@@ -75,6 +75,7 @@ fn options(dir: &std::path::Path, resume: bool, stop_after_epochs: Option<usize>
         out_dir: dir.to_path_buf(),
         resume,
         device: Device::flex(),
+        extra_devices: vec![],
         progress: false,
         stop_after_epochs,
     }
@@ -250,4 +251,59 @@ fn short_fashion_mnist_run_reaches_80_percent() {
         "test accuracy {:.4}",
         report.accuracy
     );
+}
+
+/// Data-parallel steps over two devices (here two handles of the CPU device) must compute the
+/// same update as one step over the whole batch.
+#[test]
+fn data_parallel_step_matches_single_device_step() {
+    use burn::optim::SgdConfig;
+    use keen_data::loader::Batch;
+    use keen_models::ModelSpec;
+    use keen_train::step::{train_step, StepDevices};
+    use keen_train::trainer::seeded_model;
+
+    let data = halves_dataset(10, 5);
+    let batch = || Batch {
+        images: data.images.iter().map(|&p| p as f32 / 255.0).collect(),
+        labels: data.labels.clone(),
+        indices: (0..10).collect(),
+        shape: [10, 1, 12, 12],
+    };
+    let device = Device::flex().autodiff();
+    let spec = ModelSpec::new("cnn-small", [1, 12, 12], 2);
+    let run = |devices: usize| {
+        let model = seeded_model(&spec, 3, &device).expect("model");
+        let mut optimizer = SgdConfig::new().init();
+        let step_devices = StepDevices::new(vec![device.clone(); devices], 0.0);
+        let (model, outcome) = train_step(model, &mut optimizer, batch(), &step_devices, 0.5);
+        let mut values = Vec::new();
+        burn::module::Module::visit(&model, &mut Collect(&mut values));
+        (values, outcome)
+    };
+    let (single, single_outcome) = run(1);
+    let (parallel, parallel_outcome) = run(2);
+    assert!((single_outcome.loss - parallel_outcome.loss).abs() < 1e-5);
+    assert_eq!(single_outcome.correct, parallel_outcome.correct);
+    let max_diff = single
+        .iter()
+        .zip(&parallel)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        max_diff < 1e-5,
+        "data-parallel update differs by {max_diff}"
+    );
+    let moved = single
+        .iter()
+        .zip(&tensors_before(&spec, &device))
+        .any(|(a, b)| (a - b).abs() > 1e-6);
+    assert!(moved, "the step must change the weights");
+}
+
+fn tensors_before(spec: &keen_models::ModelSpec, device: &Device) -> Vec<f32> {
+    let model = keen_train::trainer::seeded_model(spec, 3, device).expect("model");
+    let mut values = Vec::new();
+    burn::module::Module::visit(&model, &mut Collect(&mut values));
+    values
 }

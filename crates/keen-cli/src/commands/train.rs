@@ -11,7 +11,7 @@ use keen_train::schedule::Decay;
 use keen_train::{evaluate, OptimizerKind, TrainConfig, TrainOptions};
 
 use super::load_split;
-use crate::device::parse_device;
+use crate::device::parse_devices;
 use crate::output::write_json;
 
 /// Learning-rate decay after warm-up.
@@ -104,7 +104,8 @@ pub struct TrainArgs {
     /// Stop after this many epochs of this invocation; the run stays resumable.
     #[arg(long, hide = true)]
     pub stop_after_epochs: Option<usize>,
-    /// Compute device: flex (CPU), or cuda / wgpu in builds with those features.
+    /// Compute device: flex (CPU), or cuda[:N] / wgpu in builds with those features. A comma
+    /// list (cuda:0,cuda:1) trains data-parallel over all of them.
     #[arg(long, default_value = "flex")]
     pub device: String,
     /// Hide progress bars.
@@ -193,7 +194,7 @@ fn resolve_config(args: &TrainArgs) -> Result<TrainConfig> {
 /// Runs `keen train`.
 pub fn run(args: TrainArgs) -> Result<()> {
     let config = resolve_config(&args)?;
-    let device = parse_device(&args.device)?;
+    let (device, extra_devices) = parse_devices(&args.device)?;
     let out = args
         .out
         .clone()
@@ -211,6 +212,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         out_dir: out.clone(),
         resume: args.resume,
         device: device.clone(),
+        extra_devices,
         progress: !args.no_progress,
         stop_after_epochs: args.stop_after_epochs,
     };
