@@ -24,6 +24,13 @@ TORCH_DIR = Path(os.environ.get("KEEN_BENCH_DIR", Path.home() / ".cache" / "keen
 DEFAULT_MODELS = "cnn-small,vit-tiny"
 
 
+def default_keen_bin() -> Path:
+    """Where scripts/env.sh builds keen ($CARGO_TARGET_DIR, else ~/.cache/keen/target)."""
+    target = os.environ.get("CARGO_TARGET_DIR") or str(Path.home() / ".cache" / "keen" / "target")
+    candidate = Path(target) / "release" / "keen"
+    return candidate if candidate.exists() else REPO / "target" / "release" / "keen"
+
+
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default=DEFAULT_MODELS, help="comma-separated: cnn-small, vit-tiny, resnet20")
@@ -32,7 +39,7 @@ def parse_args():
     p.add_argument("--batch-size", type=int, default=128)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--threads", type=int, default=2, help="torch.set_num_threads / RAYON_NUM_THREADS for keen")
-    p.add_argument("--keen-bin", type=Path, default=REPO / "target" / "release" / "keen")
+    p.add_argument("--keen-bin", type=Path, default=default_keen_bin())
     p.add_argument("--keen-timeout", type=float, default=1800, help="seconds per keen run")
     p.add_argument("--skip-keen", action="store_true")
     p.add_argument("--skip-torch", action="store_true")
@@ -109,6 +116,21 @@ def summarize(samples):
     return {"images_per_sec": samples, "median": statistics.median(samples) if samples else None}
 
 
+def cpu_busy(seconds=1.0):
+    """Fraction of all cores busy over `seconds` (from /proc/stat), or None off Linux."""
+    def sample():
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(1 - (idle1 - idle0) / max(total1 - total0, 1), 3)
+
+
 def cpu_name():
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
@@ -142,9 +164,9 @@ def main():
     if torch is None and not use_keen:
         sys.exit("nothing to run: neither keen nor PyTorch is available")
 
-    load = os.getloadavg()[0]
-    if load > 0.5:
-        print(f"warning: 1-minute load average is {load:.2f} before starting; other processes "
+    busy_start = cpu_busy()
+    if busy_start is not None and busy_start > 0.1:
+        print(f"warning: the CPU is {busy_start:.0%} busy before starting; other processes "
               "compete for the cores, so numbers will be low and noisy", file=sys.stderr)
 
     runners = []
@@ -187,7 +209,7 @@ def main():
         "config": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
         "machine": {"cpu_count": os.cpu_count(), "cpu": cpu_name(),
                     "python": platform.python_version(),
-                    "loadavg_1min_start_end": [round(load, 2), round(os.getloadavg()[0], 2)]},
+                    "cpu_busy_before": busy_start, "cpu_busy_after": cpu_busy()},
         "torch": None if torch is None else {"version": torch.__version__,
                                              "mkldnn": torch.backends.mkldnn.is_available(),
                                              "threads": torch.get_num_threads()},

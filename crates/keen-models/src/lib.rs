@@ -12,12 +12,14 @@ pub mod cnn_small;
 pub mod error;
 pub mod flops;
 pub mod mobilenet_v2;
+mod params;
 pub mod registry;
 pub mod resnet;
 pub mod vit;
 pub mod weights;
 
 pub use error::ModelError;
+pub use params::trainable_params;
 pub use registry::{available_models, build_model, find_model, KeenModel, ModelEntry, ModelSpec};
 
 use burn::prelude::*;

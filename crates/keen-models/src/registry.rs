@@ -69,7 +69,7 @@ pub struct ModelEntry {
 pub static REGISTRY: &[ModelEntry] = &[
     ModelEntry {
         name: "cnn-small",
-        summary: "reference CNN: 2 conv + 2 linear layers (421k params on 28x28)",
+        summary: "reference CNN: 2 conv + 2 linear layers (421,642 params on 28x28)",
         build: |spec, device| Ok(KeenModel::CnnSmall(CnnSmall::new(spec, device)?)),
     },
     ModelEntry {

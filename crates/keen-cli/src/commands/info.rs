@@ -3,10 +3,11 @@
 use std::path::Path;
 
 use anyhow::{bail, Result};
-use burn::module::Module;
 use burn::prelude::Device;
 use clap::Args;
-use keen_models::{available_models, build_model, weights, ImageClassifier, KeenModel, ModelSpec};
+use keen_models::{
+    available_models, build_model, trainable_params, weights, ImageClassifier, KeenModel, ModelSpec,
+};
 use keen_train::TrainConfig;
 use serde::Serialize;
 
@@ -45,7 +46,7 @@ pub struct ModelInfo {
     pub input: [usize; 3],
     /// Classes of the head.
     pub num_classes: usize,
-    /// Trainable and fixed parameters.
+    /// Trainable parameters (batch-norm running statistics excluded, as in PyTorch).
     pub parameters: usize,
     /// Multiply-accumulates per image.
     pub macs: u64,
@@ -69,7 +70,7 @@ fn describe(
         model: spec.model.clone(),
         input: spec.input_shape(),
         num_classes: spec.num_classes,
-        parameters: model.num_params(),
+        parameters: trainable_params(model),
         macs,
         flops: 2 * macs,
         size_bytes,
