@@ -15,7 +15,7 @@ mkdir -p "$out" runs
 # name | keen train options (beyond the model's preset)
 recipes=(
   "cnn-small|"
-  "resnet20|--epochs 3"
+  "resnet20|--epochs 3 --crop-padding 0 --hflip false"
 )
 wanted=("$@")
 for recipe in "${recipes[@]}"; do

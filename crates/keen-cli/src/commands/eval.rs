@@ -5,11 +5,10 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use keen_data::source::SplitName;
-use keen_models::weights;
 use keen_train::trainer::meta;
 use keen_train::EvalReport;
 
-use super::{load_split, stored_normalization};
+use super::{load_model, load_split};
 use crate::device::parse_device;
 use crate::output::write_json;
 
@@ -30,7 +29,7 @@ Examples:
   keen eval runs/resnet20/model.safetensors --json
   keen eval model.safetensors --dataset mnist --data ./mnist-files")]
 pub struct EvalArgs {
-    /// A model file written by keen (model.safetensors or a checkpoint).
+    /// A model file written by keen (a run's model.safetensors).
     pub checkpoint: PathBuf,
     /// Dataset to evaluate on [default: the one the model was trained on].
     #[arg(long)]
@@ -61,8 +60,7 @@ pub fn run(args: EvalArgs) -> Result<()> {
         bail!("--batch-size must be at least 1");
     }
     let device = parse_device(&args.device)?;
-    let loaded = weights::load(&args.checkpoint, &device)?;
-    let normalization = stored_normalization(&loaded.metadata, &args.checkpoint)?;
+    let (loaded, normalization) = load_model(&args.checkpoint, &device)?;
     let dataset_name = match &args.dataset {
         Some(name) => name.clone(),
         None => loaded

@@ -11,9 +11,11 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
+use burn::prelude::Device;
 use keen_data::dataset::ImageDataset;
 use keen_data::loader::Normalization;
 use keen_data::source::{DataLocator, DatasetSpec, SplitName};
+use keen_models::weights::{self, LoadedModel};
 use keen_train::trainer::meta;
 
 /// Loads one split of a named dataset, resolving where its files live.
@@ -28,6 +30,13 @@ pub fn load_split(
         allow_download: true,
     };
     Ok(locator.load(&spec, split)?)
+}
+
+/// A model file and the normalisation its inputs need, as `eval`, `predict` and `train` use them.
+pub fn load_model(path: &Path, device: &Device) -> Result<(LoadedModel, Normalization)> {
+    let loaded = weights::load(path, device)?;
+    let normalization = stored_normalization(&loaded.metadata, path)?;
+    Ok((loaded, normalization))
 }
 
 /// Normalisation stored in a model file's metadata.

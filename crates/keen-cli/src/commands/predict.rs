@@ -6,11 +6,11 @@ use anyhow::{bail, Result};
 use burn::tensor::activation::softmax;
 use clap::Args;
 use keen_data::folder::{load_image, ColorMode, FolderOptions};
-use keen_models::{weights, ImageClassifier};
+use keen_models::ImageClassifier;
 use keen_train::tensors::{images_tensor, to_f32_vec};
 use serde::Serialize;
 
-use super::{stored_class_names, stored_normalization};
+use super::{load_model, stored_class_names};
 use crate::device::parse_device;
 
 /// Options of `keen predict`.
@@ -61,8 +61,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         bail!("--top-k must be at least 1");
     }
     let device = parse_device(&args.device)?;
-    let loaded = weights::load(&args.model, &device)?;
-    let normalization = stored_normalization(&loaded.metadata, &args.model)?;
+    let (loaded, normalization) = load_model(&args.model, &device)?;
     let spec = &loaded.spec;
     let classes = stored_class_names(&loaded.metadata, spec.num_classes);
     let color = match spec.in_channels {

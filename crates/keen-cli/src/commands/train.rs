@@ -6,7 +6,6 @@ use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use keen_data::augment::RandAugment;
 use keen_data::source::SplitName;
-use keen_models::weights;
 use keen_train::schedule::Decay;
 use keen_train::{evaluate, OptimizerKind, TrainConfig, TrainOptions};
 
@@ -199,6 +198,12 @@ pub fn run(args: TrainArgs) -> Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from("runs").join(&args.model));
+    if !args.resume && out.join("state.json").exists() {
+        eprintln!(
+            "note: {} holds an earlier run; starting over (pass --resume to continue it instead)",
+            out.display()
+        );
+    }
     let train_set = load_split(&config.dataset, args.data.as_deref(), SplitName::Train)?;
     eprintln!(
         "training {} on {} ({} images, {} classes) -> {}",
@@ -228,8 +233,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     };
     // The held-out test split is only touched once, after training.
     let test_set = load_split(&config.dataset, args.data.as_deref(), SplitName::Test)?;
-    let loaded = weights::load(&model_path, &device)?;
-    let normalization = super::stored_normalization(&loaded.metadata, &model_path)?;
+    let (loaded, normalization) = super::load_model(&model_path, &device)?;
     let indices: Vec<usize> = (0..test_set.len()).collect();
     let report = evaluate(
         &loaded.model,
