@@ -179,8 +179,7 @@ fn train_args<'a>(data: &'a str, out: &'a str) -> Vec<&'a str> {
 }
 
 fn model_values(path: &PathBuf) -> Vec<u8> {
-    // Tensor bytes are compared through `keen info --json` (sizes) and the raw file payload
-    // after the header, which holds the tensors in a fixed order.
+    // The tensor payload after the safetensors header, which holds the tensors in name order.
     let bytes = std::fs::read(path).expect("model file");
     let header = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
     bytes[8 + header..].to_vec()

@@ -178,11 +178,7 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedModel, ModelError> {
 }
 
 /// Loads weights from `bytes` (read from `path`) into an already-built `model`.
-pub fn load_into(
-    mut model: KeenModel,
-    path: &Path,
-    bytes: Vec<u8>,
-) -> Result<KeenModel, ModelError> {
+fn load_into(mut model: KeenModel, path: &Path, bytes: Vec<u8>) -> Result<KeenModel, ModelError> {
     let mut store = SafetensorsStore::from_bytes(Some(bytes));
     let result = model
         .load_from(&mut store)

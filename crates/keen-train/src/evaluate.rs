@@ -4,13 +4,13 @@ use std::time::Instant;
 
 use burn::prelude::*;
 use burn::tensor::activation::log_softmax;
-use keen_data::augment::AugmentConfig;
+use keen_data::dataset::ImageDataset;
 use keen_data::loader::{epoch_batches, IntoSharedDataset, LoaderConfig, Normalization};
 use keen_models::{ImageClassifier, KeenModel};
 use serde::{Deserialize, Serialize};
 
 use crate::metrics::ConfusionMatrix;
-use crate::tensors::{batch_tensors, to_f32_vec};
+use crate::tensors::{images_tensor, to_f32_vec};
 
 /// What `keen eval` reports.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -47,19 +47,12 @@ pub fn evaluate(
     let model = model.valid();
     let dataset = dataset.into_shared();
     let num_classes = dataset.num_classes();
-    let cfg = LoaderConfig {
-        batch_size,
-        shuffle: false,
-        drop_last: false,
-        seed: 0,
-        augment: AugmentConfig::none(),
-        normalization: normalization.clone(),
-    };
+    let cfg = LoaderConfig::eval(batch_size, normalization.clone());
     let mut confusion = ConfusionMatrix::new(num_classes);
     let mut loss_sum = 0.0f64;
     for batch in epoch_batches(&dataset, indices, &cfg, 0) {
-        let truth = batch.labels.clone();
-        let (images, _) = batch_tensors(batch, device);
+        let images = images_tensor(batch.images, batch.shape, device);
+        let truth = batch.labels;
         let log_probs = to_f32_vec(log_softmax(model.forward(images), 1));
         for (row, &label) in log_probs.chunks(num_classes).zip(&truth) {
             let predicted = argmax(row);
@@ -81,6 +74,18 @@ pub fn evaluate(
         confusion,
         seconds: start.elapsed().as_secs_f64(),
     }
+}
+
+/// Evaluates `model` on every image of `dataset`.
+pub fn evaluate_all(
+    model: &KeenModel,
+    dataset: &ImageDataset,
+    normalization: &Normalization,
+    batch_size: usize,
+    device: &Device,
+) -> EvalReport {
+    let indices: Vec<usize> = (0..dataset.len()).collect();
+    evaluate(model, dataset, &indices, normalization, batch_size, device)
 }
 
 /// Index of the largest value (the first one on ties).

@@ -22,5 +22,5 @@ pub mod trainer;
 
 pub use config::{OptimizerKind, TrainConfig};
 pub use error::TrainError;
-pub use evaluate::{evaluate, EvalReport};
+pub use evaluate::{evaluate, evaluate_all, EvalReport};
 pub use trainer::{train, EpochRecord, TrainOptions, TrainSummary};

@@ -2,7 +2,6 @@
 
 use burn::prelude::*;
 use burn::tensor::TensorData;
-use keen_data::loader::Batch;
 
 /// The batch's images as a `[B, C, H, W]` tensor on `device`.
 pub fn images_tensor(images: Vec<f32>, shape: [usize; 4], device: &Device) -> Tensor<4> {
@@ -15,26 +14,11 @@ pub fn labels_tensor(labels: &[u32], device: &Device) -> Tensor<1, Int> {
     Tensor::from_data(TensorData::new(values, [labels.len()]), device)
 }
 
-/// Both halves of a batch on `device`.
-pub fn batch_tensors(batch: Batch, device: &Device) -> (Tensor<4>, Tensor<1, Int>) {
-    let labels = labels_tensor(&batch.labels, device);
-    (images_tensor(batch.images, batch.shape, device), labels)
-}
-
 /// A float tensor's values, row-major.
 pub fn to_f32_vec<const D: usize>(tensor: Tensor<D>) -> Vec<f32> {
     tensor
         .into_data()
         .convert::<f32>()
         .try_to_vec::<f32>()
-        .unwrap_or_default()
-}
-
-/// An integer tensor's values, row-major.
-pub fn to_i64_vec<const D: usize>(tensor: Tensor<D, Int>) -> Vec<i64> {
-    tensor
-        .into_data()
-        .convert::<i64>()
-        .try_to_vec::<i64>()
         .unwrap_or_default()
 }

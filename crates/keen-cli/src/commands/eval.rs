@@ -91,11 +91,9 @@ pub fn run(args: EvalArgs) -> Result<()> {
             dataset.num_classes()
         );
     }
-    let indices: Vec<usize> = (0..dataset.len()).collect();
-    let report = keen_train::evaluate(
+    let report = keen_train::evaluate_all(
         &loaded.model,
         &dataset,
-        &indices,
         &normalization,
         args.batch_size,
         &device,

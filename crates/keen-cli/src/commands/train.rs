@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use keen_data::augment::RandAugment;
 use keen_data::source::SplitName;
 use keen_train::schedule::Decay;
-use keen_train::{evaluate, OptimizerKind, TrainConfig, TrainOptions};
+use keen_train::{evaluate_all, OptimizerKind, TrainConfig, TrainOptions};
 
 use super::load_split;
 use crate::device::parse_devices;
@@ -234,15 +234,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     // The held-out test split is only touched once, after training.
     let test_set = load_split(&config.dataset, args.data.as_deref(), SplitName::Test)?;
     let (loaded, normalization) = super::load_model(&model_path, &device)?;
-    let indices: Vec<usize> = (0..test_set.len()).collect();
-    let report = evaluate(
-        &loaded.model,
-        &test_set,
-        &indices,
-        &normalization,
-        256,
-        &device,
-    );
+    let report = evaluate_all(&loaded.model, &test_set, &normalization, 256, &device);
     write_json(&out.join("eval.json"), &report)?;
     println!(
         "{}: test accuracy {:.2}% ({} images), loss {:.4}; model saved to {}",
