@@ -1,0 +1,242 @@
+//! INT8 GEMM: `c[m][n] = Σ_k a[m][k] · b[k][n]` with i8 weights `a`, u8 activations `b` and
+//! exact i32 accumulation, on packed panels. See `INT8_GEMM.md` for the design.
+//!
+//! Weights are packed once at load time into panels of [`MR`] rows, activations per call into
+//! panels of [`NR`] columns; in both, K is grouped by 4 (the width of one `vpdpbusd` lane) and
+//! zero-padded to a multiple of 4:
+//!
+//! ```text
+//! PackedA: [m / MR][k / 4][MR rows][4 k-bytes]   i8
+//! PackedB: [n / NR][k / 4][NR cols][4 k-bytes]   u8
+//! ```
+//!
+//! A tile computes `MR × 2·NR` outputs (8 rows × 32 columns); the three implementations
+//! (scalar, AVX2, AVX-512 VNNI) share the packing and are bit-identical.
+
+use std::sync::OnceLock;
+
+use rayon::prelude::*;
+
+/// Rows of a weight panel (output channels per tile).
+pub const MR: usize = 8;
+/// Columns of an activation panel; a tile covers two panels.
+pub const NR: usize = 16;
+/// Columns of one tile.
+const TILE_N: usize = 2 * NR;
+
+/// i8 weights packed into [`MR`]-row panels.
+#[derive(Debug, Clone)]
+pub struct PackedA {
+    /// Rows (output channels).
+    pub m: usize,
+    /// Depth.
+    pub k: usize,
+    groups: usize,
+    data: Vec<i8>,
+}
+
+/// u8 activations packed into [`NR`]-column panels.
+#[derive(Debug, Clone, Default)]
+pub struct PackedB {
+    /// Columns (output positions or tokens).
+    pub n: usize,
+    /// Depth.
+    pub k: usize,
+    groups: usize,
+    data: Vec<u8>,
+}
+
+impl PackedA {
+    /// Packs row-major `m×k` weights.
+    pub fn pack(m: usize, k: usize, a: &[i8]) -> Self {
+        let groups = k.div_ceil(4);
+        let panels = m.div_ceil(MR);
+        let mut data = vec![0i8; panels * groups * MR * 4];
+        for (i, row) in a.chunks_exact(k.max(1)).take(m).enumerate() {
+            let (panel, r) = (i / MR, i % MR);
+            for (p, &v) in row.iter().enumerate() {
+                data[((panel * groups + p / 4) * MR + r) * 4 + p % 4] = v;
+            }
+        }
+        Self { m, k, groups, data }
+    }
+
+    fn panel(&self, p: usize) -> &[i8] {
+        let len = self.groups * MR * 4;
+        &self.data[p * len..(p + 1) * len]
+    }
+}
+
+impl PackedB {
+    /// Packs `b` given as row-major `k×n` (im2col layout), XOR-ing every byte with `flip`
+    /// (0x80 turns i8 activations into u8 ones offset by 128; 0 leaves u8 alone).
+    pub fn pack_kn(k: usize, n: usize, b: &[u8], flip: u8) -> Self {
+        let mut packed = Self::zeroed(k, n);
+        let groups = packed.groups;
+        for (p, row) in b.chunks_exact(n.max(1)).take(k).enumerate() {
+            for (j, &v) in row.iter().enumerate() {
+                let (panel, c) = (j / NR, j % NR);
+                packed.data[((panel * groups + p / 4) * NR + c) * 4 + p % 4] = v ^ flip;
+            }
+        }
+        packed
+    }
+
+    /// Packs `b` given transposed, as row-major `n×k` (one token per row, as a linear layer's
+    /// input); `flip` as in [`PackedB::pack_kn`].
+    pub fn pack_nk(n: usize, k: usize, b: &[u8], flip: u8) -> Self {
+        let mut packed = Self::zeroed(k, n);
+        let groups = packed.groups;
+        for (j, row) in b.chunks_exact(k.max(1)).take(n).enumerate() {
+            let (panel, c) = (j / NR, j % NR);
+            for (g, quad) in row.chunks(4).enumerate() {
+                let at = ((panel * groups + g) * NR + c) * 4;
+                for (q, &v) in quad.iter().enumerate() {
+                    packed.data[at + q] = v ^ flip;
+                }
+            }
+        }
+        packed
+    }
+
+    fn zeroed(k: usize, n: usize) -> Self {
+        let groups = k.div_ceil(4);
+        // One spare panel lets a tile read a second panel past the end without a branch.
+        let panels = n.div_ceil(NR) + 1;
+        Self {
+            n,
+            k,
+            groups,
+            data: vec![0u8; panels * groups * NR * 4],
+        }
+    }
+
+    fn panel(&self, p: usize) -> &[u8] {
+        let len = self.groups * NR * 4;
+        &self.data[p * len..(p + 1) * len]
+    }
+}
+
+/// Which tile implementation runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QgemmKernel {
+    /// Portable Rust loops.
+    Scalar,
+    /// AVX2: bytes widened to i16, `vpmaddwd` (exact; no `vpmaddubsw` saturation).
+    Avx2,
+    /// AVX-512 VNNI: `vpdpbusd`, 64 u8×i8 products per instruction.
+    Avx512Vnni,
+}
+
+impl QgemmKernel {
+    /// Every implementation this CPU can run, slowest first.
+    pub fn available() -> Vec<QgemmKernel> {
+        let mut v = vec![QgemmKernel::Scalar];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if super::x86::has_avx2() {
+                v.push(QgemmKernel::Avx2);
+            }
+            if super::x86::has_avx512_vnni() {
+                v.push(QgemmKernel::Avx512Vnni);
+            }
+        }
+        v
+    }
+
+    /// The fastest available implementation, detected once; `KEEN_RUNTIME_QGEMM=scalar|avx2`
+    /// forces a slower one (for benchmarks and debugging).
+    pub fn best() -> QgemmKernel {
+        static BEST: OnceLock<QgemmKernel> = OnceLock::new();
+        *BEST.get_or_init(|| {
+            let available = Self::available();
+            let forced = match std::env::var("KEEN_RUNTIME_QGEMM").as_deref() {
+                Ok("scalar") => Some(QgemmKernel::Scalar),
+                Ok("avx2") => Some(QgemmKernel::Avx2),
+                _ => None,
+            };
+            match forced {
+                Some(k) if available.contains(&k) => k,
+                _ => *available.last().unwrap_or(&QgemmKernel::Scalar),
+            }
+        })
+    }
+}
+
+/// Computes one `MR × TILE_N` tile into `out` (row-major, `TILE_N` wide).
+fn tile(kernel: QgemmKernel, groups: usize, a: &[i8], b0: &[u8], b1: &[u8], out: &mut [i32]) {
+    match kernel {
+        #[cfg(target_arch = "x86_64")]
+        QgemmKernel::Avx512Vnni => super::x86::tile_vnni(groups, a, b0, b1, out),
+        #[cfg(target_arch = "x86_64")]
+        QgemmKernel::Avx2 => super::x86::tile_avx2(groups, a, b0, b1, out),
+        _ => tile_scalar(groups, a, b0, b1, out),
+    }
+}
+
+/// The portable tile, on the same packed layout.
+pub fn tile_scalar(groups: usize, a: &[i8], b0: &[u8], b1: &[u8], out: &mut [i32]) {
+    out[..MR * TILE_N].fill(0);
+    for g in 0..groups {
+        let wa = &a[g * MR * 4..(g + 1) * MR * 4];
+        for (half, b) in [b0, b1].into_iter().enumerate() {
+            let bb = &b[g * NR * 4..(g + 1) * NR * 4];
+            for r in 0..MR {
+                let w = &wa[r * 4..r * 4 + 4];
+                for c in 0..NR {
+                    let x = &bb[c * 4..c * 4 + 4];
+                    let dot: i32 = (0..4).map(|q| w[q] as i32 * x[q] as i32).sum();
+                    out[r * TILE_N + half * NR + c] += dot;
+                }
+            }
+        }
+    }
+}
+
+/// `c = a · b`, `c` row-major `a.m × b.n`. Returns `false` (computing nothing) when the depths
+/// or `c`'s length disagree. Splits row panels across threads when the product is large.
+pub fn qgemm(kernel: QgemmKernel, a: &PackedA, b: &PackedB, c: &mut [i32]) -> bool {
+    let (m, n) = (a.m, b.n);
+    if a.k != b.k || c.len() != m * n {
+        return false;
+    }
+    if m == 0 || n == 0 {
+        return true;
+    }
+    let groups = a.groups;
+    let run_panel = |(p, rows): (usize, &mut [i32])| {
+        let mut buf = [0i32; MR * TILE_N];
+        let wa = a.panel(p);
+        let valid_rows = rows.len() / n;
+        for j in (0..n.div_ceil(NR)).step_by(2) {
+            tile(kernel, groups, wa, b.panel(j), b.panel(j + 1), &mut buf);
+            let col0 = j * NR;
+            let width = TILE_N.min(n - col0);
+            for r in 0..valid_rows {
+                rows[r * n + col0..r * n + col0 + width]
+                    .copy_from_slice(&buf[r * TILE_N..r * TILE_N + width]);
+            }
+        }
+    };
+    if super::should_parallelize(m * n * a.k) {
+        c.par_chunks_mut(MR * n).enumerate().for_each(run_panel);
+    } else {
+        c.chunks_mut(MR * n).enumerate().for_each(run_panel);
+    }
+    true
+}
+
+/// Row sums of row-major `m×k` weights: `Σ_k a[i][k]`, for the activation zero-point
+/// correction `Σ (x - z)·w = Σ x·w - z·Σ w`.
+pub fn row_sums(m: usize, k: usize, a: &[i8]) -> Vec<i32> {
+    a.chunks_exact(k.max(1))
+        .take(m)
+        .map(|row| row.iter().map(|&v| v as i32).sum())
+        .collect()
+}
+
+/// Views i8 activations as bytes (same size and alignment); the caller XORs them with 0x80.
+pub fn i8_as_u8(v: &[i8]) -> &[u8] {
+    // SAFETY: i8 and u8 have identical size, alignment and validity (every bit pattern).
+    unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), v.len()) }
+}

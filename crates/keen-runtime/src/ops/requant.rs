@@ -1,0 +1,190 @@
+//! Quantization parameters and requantization, shared by the quantized ops.
+//!
+//! Conventions (the exporter must follow them):
+//! - real value `r = scale · (q - zero_point)`; `scale` positive and finite, `zero_point` within
+//!   the dtype (u8: 0..=255, i8: -128..=127); weights are symmetric (zero point 0) per output
+//!   channel;
+//! - an INT8 bias is i32 with scale `input_scale · weight_scale[c]` and zero point 0;
+//! - requantization uses a float multiplier: `q = clamp(round_half_even((acc + bias) · M[c]) +
+//!   z_out)` with `M[c] = input_scale · weight_scale[c] / output_scale` computed in f64 and
+//!   rounded to f32 once. A fused ReLU clamps at `z_out`, a ReLU6 also at
+//!   `z_out + round(6 / output_scale)`.
+
+use super::activation::Activation;
+use crate::error::{op_bail, OpResult};
+use crate::tensor::{DType, Data};
+
+/// Fails unless `scale` is positive and finite.
+pub(crate) fn check_scale(what: &str, scale: f32) -> OpResult<()> {
+    if !(scale.is_finite() && scale > 0.0) {
+        op_bail!("{what} must be positive and finite, got {scale}");
+    }
+    Ok(())
+}
+
+/// Integer range of a quantized dtype.
+pub(crate) fn range(dtype: DType) -> OpResult<(i32, i32)> {
+    match dtype {
+        DType::U8 => Ok((0, 255)),
+        DType::I8 => Ok((-128, 127)),
+        other => op_bail!("quantized values must be u8 or i8, not {other}"),
+    }
+}
+
+/// Fails unless `zero_point` lies in `dtype`'s range.
+pub(crate) fn check_zero_point(what: &str, zero_point: i32, dtype: DType) -> OpResult<()> {
+    let (lo, hi) = range(dtype)?;
+    if zero_point < lo || zero_point > hi {
+        op_bail!("{what} {zero_point} is outside the {dtype} range {lo}..={hi}");
+    }
+    Ok(())
+}
+
+/// Zero point of a u8 or i8 activation moved to the u8 domain the GEMM works in (i8 bytes are
+/// XOR-ed with 0x80, i.e. offset by 128), and that XOR mask.
+pub(crate) fn to_u8_domain(zero_point: i32, dtype: DType) -> (u8, u8) {
+    match dtype {
+        DType::I8 => ((zero_point + 128) as u8, 0x80),
+        _ => (zero_point as u8, 0),
+    }
+}
+
+/// Per-channel requantization of i32 accumulators to u8/i8 outputs.
+#[derive(Debug, Clone)]
+pub(crate) struct Requantizer {
+    multiplier: Vec<f32>,
+    /// Bias with the activation zero-point correction folded in: `bias[c] - z_in · Σ w[c]`.
+    bias: Vec<i64>,
+    zero_point: i32,
+    lo: i32,
+    hi: i32,
+    pub dtype: DType,
+}
+
+/// Everything [`Requantizer::new`] needs.
+pub(crate) struct RequantSpec<'a> {
+    pub input_scale: f32,
+    /// Input zero point in the u8 domain.
+    pub input_zero_point: u8,
+    pub weight_scales: &'a [f32],
+    pub bias: Option<&'a [i32]>,
+    /// `Σ_k w[c][k]` per output channel.
+    pub weight_sums: &'a [i32],
+    pub output_scale: f32,
+    pub output_zero_point: i32,
+    pub output_dtype: DType,
+    pub activation: Activation,
+}
+
+impl Requantizer {
+    pub fn new(spec: RequantSpec) -> OpResult<Self> {
+        check_scale("input_scale", spec.input_scale)?;
+        check_scale("output_scale", spec.output_scale)?;
+        check_zero_point(
+            "output_zero_point",
+            spec.output_zero_point,
+            spec.output_dtype,
+        )?;
+        for (c, &s) in spec.weight_scales.iter().enumerate() {
+            check_scale(&format!("weight scale of channel {c}"), s)?;
+        }
+        let multiplier: Vec<f32> = spec
+            .weight_scales
+            .iter()
+            .map(|&w| (spec.input_scale as f64 * w as f64 / spec.output_scale as f64) as f32)
+            .collect();
+        if multiplier.iter().any(|m| !m.is_finite() || *m == 0.0) {
+            op_bail!("a requantization multiplier over- or underflows f32");
+        }
+        let bias = spec
+            .weight_sums
+            .iter()
+            .enumerate()
+            .map(|(c, &s)| {
+                let b = spec.bias.map_or(0, |b| b[c]) as i64;
+                b - spec.input_zero_point as i64 * s as i64
+            })
+            .collect();
+        let (mut lo, mut hi) = range(spec.output_dtype)?;
+        let z = spec.output_zero_point;
+        match spec.activation {
+            Activation::None => {}
+            Activation::Relu => lo = lo.max(z),
+            Activation::Relu6 => {
+                lo = lo.max(z);
+                let six = (6.0 / spec.output_scale as f64).round();
+                hi = hi.min((z as f64 + six).min(i32::MAX as f64) as i32);
+            }
+        }
+        Ok(Self {
+            multiplier,
+            bias,
+            zero_point: z,
+            lo,
+            hi,
+            dtype: spec.output_dtype,
+        })
+    }
+
+    /// Requantizes one accumulator of output channel `c`.
+    #[inline]
+    pub fn apply(&self, acc: i32, c: usize) -> i32 {
+        let v = ((acc as i64 + self.bias[c]) as f32 * self.multiplier[c]).round_ties_even();
+        // Clamp in f32 first: the cast saturates, so a huge value cannot wrap.
+        (v as i32)
+            .saturating_add(self.zero_point)
+            .clamp(self.lo, self.hi)
+    }
+
+    /// Requantizes `acc` laid out `[channels][n]` into `out` laid out `[channels][n]`
+    /// (`transposed == false`, convolutions) or `[n][channels]` (`true`, linear layers).
+    pub fn apply_all<T: QuantOut>(&self, acc: &[i32], n: usize, transposed: bool, out: &mut [T]) {
+        let channels = self.multiplier.len();
+        for (c, row) in acc.chunks_exact(n.max(1)).take(channels).enumerate() {
+            if transposed {
+                for (j, &a) in row.iter().enumerate() {
+                    out[j * channels + c] = T::from_clamped(self.apply(a, c));
+                }
+            } else {
+                for (o, &a) in out[c * n..(c + 1) * n].iter_mut().zip(row) {
+                    *o = T::from_clamped(self.apply(a, c));
+                }
+            }
+        }
+    }
+}
+
+/// A quantized output element type.
+pub(crate) trait QuantOut: Copy + Default + Send + Sync {
+    /// From an i32 already clamped to the type's range.
+    fn from_clamped(v: i32) -> Self;
+    /// Wraps a vector into [`Data`].
+    fn into_data(v: Vec<Self>) -> Data;
+}
+
+impl QuantOut for u8 {
+    fn from_clamped(v: i32) -> Self {
+        v as u8
+    }
+    fn into_data(v: Vec<Self>) -> Data {
+        Data::U8(v)
+    }
+}
+
+impl QuantOut for i8 {
+    fn from_clamped(v: i32) -> Self {
+        v as i8
+    }
+    fn into_data(v: Vec<Self>) -> Data {
+        Data::I8(v)
+    }
+}
+
+/// The bytes of a u8 or i8 value (i8 reinterpreted), with the XOR mask that maps them to u8.
+pub(crate) fn quant_bytes(data: &Data) -> OpResult<&[u8]> {
+    match data {
+        Data::U8(v) => Ok(v),
+        Data::I8(v) => Ok(crate::kernels::qgemm::i8_as_u8(v)),
+        _ => op_bail!("expected a u8 or i8 tensor"),
+    }
+}
