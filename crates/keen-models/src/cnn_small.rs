@@ -10,6 +10,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::flops::{conv2d_macs, linear_macs};
+use crate::graph::{GraphBuilder, GraphNet, OpDef};
 use crate::{ImageClassifier, ModelError, ModelSpec};
 
 /// The reference CNN.
@@ -44,6 +45,28 @@ impl CnnSmall {
             fc1: LinearConfig::new(flat, HIDDEN).init(device),
             head: LinearConfig::new(HIDDEN, spec.num_classes).init(device),
         })
+    }
+}
+
+impl CnnSmall {
+    /// The same network as a graph, for compression and export.
+    pub fn to_graph(&self, input: [usize; 3]) -> GraphNet {
+        let mut g = GraphBuilder::new(input);
+        let pool = OpDef::MaxPool2d {
+            kernel: 2,
+            stride: 2,
+        };
+        let x = g.conv("conv1", &self.conv1, g.input());
+        let x = g.op("relu1", OpDef::Relu, &[x]);
+        let x = g.op("pool1", pool.clone(), &[x]);
+        let x = g.conv("conv2", &self.conv2, x);
+        let x = g.op("relu2", OpDef::Relu, &[x]);
+        let x = g.op("pool2", pool, &[x]);
+        let x = g.op("flatten", OpDef::Flatten, &[x]);
+        let x = g.linear("fc1", &self.fc1, x);
+        let features = g.op("relu3", OpDef::Relu, &[x]);
+        let logits = g.linear("head", &self.head, features);
+        g.finish(features, logits)
     }
 }
 

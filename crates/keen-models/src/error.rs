@@ -39,4 +39,10 @@ pub enum ModelError {
         /// What was wrong.
         reason: String,
     },
+    /// A graph description is inconsistent.
+    #[error("invalid model graph: {reason}")]
+    BadGraph {
+        /// What was wrong.
+        reason: String,
+    },
 }

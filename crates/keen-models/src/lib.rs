@@ -11,6 +11,7 @@
 pub mod cnn_small;
 pub mod error;
 pub mod flops;
+pub mod graph;
 pub mod mobilenet_v2;
 mod params;
 pub mod registry;

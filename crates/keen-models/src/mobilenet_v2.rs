@@ -10,6 +10,7 @@ use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::prelude::*;
 
 use crate::flops::{conv2d_macs, conv_out, linear_macs};
+use crate::graph::{GraphBuilder, GraphNet, OpDef, ValueId};
 use crate::{ImageClassifier, ModelError, ModelSpec};
 
 /// (expansion t, output channels c, repeats n, first stride s), as in the paper's table 2.
@@ -53,6 +54,11 @@ impl ConvBn {
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         self.bn.forward(self.conv.forward(x))
+    }
+
+    fn lower(&self, g: &mut GraphBuilder, name: &str, x: ValueId) -> ValueId {
+        let x = g.conv(&format!("{name}.conv"), &self.conv, x);
+        g.batch_norm(&format!("{name}.bn"), &self.bn, x)
     }
 }
 
@@ -99,6 +105,21 @@ impl InvertedResidual {
         } else {
             out
         }
+    }
+
+    fn lower(&self, g: &mut GraphBuilder, name: &str, x: ValueId) -> ValueId {
+        let mut out = x;
+        if let Some(expand) = &self.expand {
+            out = expand.lower(g, &format!("{name}.expand"), out);
+            out = g.op(&format!("{name}.expand_relu"), OpDef::Relu6, &[out]);
+        }
+        out = self.depthwise.lower(g, &format!("{name}.depthwise"), out);
+        out = g.op(&format!("{name}.depthwise_relu"), OpDef::Relu6, &[out]);
+        out = self.project.lower(g, &format!("{name}.project"), out);
+        if self.stride == 1 && self.in_channels == self.out_channels {
+            out = g.op(&format!("{name}.add"), OpDef::Add, &[out, x]);
+        }
+        out
     }
 
     fn macs(&self, hw: [usize; 2]) -> (u64, [usize; 2]) {
@@ -155,6 +176,24 @@ impl MobileNetV2 {
             head: LinearConfig::new(FEATURES, spec.num_classes).init(device),
             in_channels: channels,
         })
+    }
+}
+
+impl MobileNetV2 {
+    /// The same network as a graph, for compression and export.
+    pub fn to_graph(&self, input: [usize; 3]) -> GraphNet {
+        let mut g = GraphBuilder::new(input);
+        let input = g.input();
+        let x = self.stem.lower(&mut g, "stem", input);
+        let mut x = g.op("stem_relu", OpDef::Relu6, &[x]);
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.lower(&mut g, &format!("blocks.{i}"), x);
+        }
+        let x = self.last.lower(&mut g, "last", x);
+        let x = g.op("last_relu", OpDef::Relu6, &[x]);
+        let features = g.op("pool", OpDef::GlobalAvgPool, &[x]);
+        let logits = g.linear("head", &self.head, features);
+        g.finish(features, logits)
     }
 }
 

@@ -8,6 +8,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::cnn_small::CnnSmall;
+use crate::graph::GraphNet;
 use crate::mobilenet_v2::MobileNetV2;
 use crate::resnet::ResNet;
 use crate::vit::{Vit, VitConfig};
@@ -131,6 +132,24 @@ pub enum KeenModel {
     MobileNetV2(MobileNetV2),
     /// `vit-tiny` and ViT variants.
     Vit(Vit),
+    /// Any model as a graph: what compression produces (folded, pruned, quantized).
+    Graph(GraphNet),
+}
+
+impl KeenModel {
+    /// The same model as a graph (a clone of its layers), for compression and export.
+    pub fn to_graph(&self, input: [usize; 3]) -> Result<GraphNet, ModelError> {
+        match self {
+            KeenModel::CnnSmall(m) => Ok(m.to_graph(input)),
+            KeenModel::ResNet(m) => Ok(m.to_graph(input)),
+            KeenModel::MobileNetV2(m) => Ok(m.to_graph(input)),
+            KeenModel::Graph(m) => Ok(m.clone()),
+            KeenModel::Vit(_) => Err(ModelError::BadGraph {
+                reason: "vit models cannot be lowered to a graph yet (attention is not a graph op)"
+                    .into(),
+            }),
+        }
+    }
 }
 
 /// Calls the same method on whichever model the enum holds.
@@ -141,6 +160,7 @@ macro_rules! dispatch {
             KeenModel::ResNet($model) => $body,
             KeenModel::MobileNetV2($model) => $body,
             KeenModel::Vit($model) => $body,
+            KeenModel::Graph($model) => $body,
         }
     };
 }
@@ -170,6 +190,7 @@ impl ImageClassifier for KeenModel {
                 KeenModel::MobileNetV2(m.reset_classifier(num_classes, device))
             }
             KeenModel::Vit(m) => KeenModel::Vit(m.reset_classifier(num_classes, device)),
+            KeenModel::Graph(m) => KeenModel::Graph(m.reset_classifier(num_classes, device)),
         }
     }
 

@@ -11,6 +11,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::flops::{conv2d_macs, conv_out, linear_macs};
+use crate::graph::{GraphBuilder, GraphNet, OpDef, ValueId};
 use crate::{ImageClassifier, ModelError, ModelSpec};
 
 /// Channel widths of the three stages.
@@ -75,6 +76,23 @@ impl BasicBlock {
         relu(out + identity)
     }
 
+    fn lower(&self, g: &mut GraphBuilder, name: &str, x: ValueId) -> ValueId {
+        let identity = match &self.shortcut {
+            Some(p) => {
+                let s = g.conv(&format!("{name}.shortcut.conv"), &p.conv, x);
+                g.batch_norm(&format!("{name}.shortcut.bn"), &p.bn, s)
+            }
+            None => x,
+        };
+        let out = g.conv(&format!("{name}.conv1"), &self.conv1, x);
+        let out = g.batch_norm(&format!("{name}.bn1"), &self.bn1, out);
+        let out = g.op(&format!("{name}.relu1"), OpDef::Relu, &[out]);
+        let out = g.conv(&format!("{name}.conv2"), &self.conv2, out);
+        let out = g.batch_norm(&format!("{name}.bn2"), &self.bn2, out);
+        let sum = g.op(&format!("{name}.add"), OpDef::Add, &[out, identity]);
+        g.op(&format!("{name}.relu2"), OpDef::Relu, &[sum])
+    }
+
     /// MACs for an input of `hw`, and the output size.
     fn macs(&self, hw: [usize; 2]) -> (u64, [usize; 2]) {
         let out = [
@@ -127,6 +145,22 @@ impl ResNet {
             head: LinearConfig::new(STAGE_WIDTHS[2], spec.num_classes).init(device),
             in_channels: channels,
         })
+    }
+}
+
+impl ResNet {
+    /// The same network as a graph, for compression and export.
+    pub fn to_graph(&self, input: [usize; 3]) -> GraphNet {
+        let mut g = GraphBuilder::new(input);
+        let x = g.conv("stem", &self.stem, g.input());
+        let x = g.batch_norm("stem_bn", &self.stem_bn, x);
+        let mut x = g.op("stem_relu", OpDef::Relu, &[x]);
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.lower(&mut g, &format!("blocks.{i}"), x);
+        }
+        let features = g.op("pool", OpDef::GlobalAvgPool, &[x]);
+        let logits = g.linear("head", &self.head, features);
+        g.finish(features, logits)
     }
 }
 

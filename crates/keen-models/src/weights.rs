@@ -13,10 +13,24 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 
+use crate::graph::quant::QuantRecord;
+use crate::graph::{GraphDef, GraphNet};
 use crate::{build_model, KeenModel, ModelError, ModelSpec};
 
 /// Metadata key under which the [`ModelSpec`] is stored, as JSON.
 pub const SPEC_KEY: &str = "keen.model_spec";
+/// Metadata key of a graph model's structure and quantization state ([`GraphFile`], JSON).
+/// Present only for graph models; others are rebuilt from the registry.
+pub const GRAPH_KEY: &str = "keen.graph";
+
+/// What a graph model's file stores besides its tensors.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct GraphFile {
+    /// The structure.
+    pub graph: GraphDef,
+    /// Quantization settings and activation ranges.
+    pub quant: QuantRecord,
+}
 
 /// A model read back from a weight file, with everything its file said about it.
 pub struct LoadedModel {
@@ -75,6 +89,14 @@ pub fn to_bytes(
 ) -> Result<Vec<u8>, String> {
     let spec_json = serde_json::to_string(spec).map_err(|e| e.to_string())?;
     let mut store = SafetensorsStore::from_bytes(None).metadata(SPEC_KEY, spec_json);
+    if let KeenModel::Graph(graph) = model {
+        let file = GraphFile {
+            graph: graph.graph().clone(),
+            quant: graph.quant_state().record(),
+        };
+        let json = serde_json::to_string(&file).map_err(|e| e.to_string())?;
+        store = store.metadata(GRAPH_KEY, json);
+    }
     for (key, value) in metadata {
         store = store.metadata(key.clone(), value.clone());
     }
@@ -168,7 +190,20 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedModel, ModelError> {
     })?;
     let spec: ModelSpec = serde_json::from_str(&spec_json)
         .map_err(|e| bad(path, format!("'{SPEC_KEY}' is not a model spec: {e}")))?;
-    let model = build_model(&spec, device)?;
+    let model = match metadata.remove(GRAPH_KEY) {
+        Some(json) => {
+            let file: GraphFile = serde_json::from_str(&json).map_err(|e| {
+                bad(
+                    path,
+                    format!("'{GRAPH_KEY}' is not a graph description: {e}"),
+                )
+            })?;
+            let graph = GraphNet::from_def(file.graph, Some(file.quant), device)
+                .map_err(|e| bad(path, e.to_string()))?;
+            KeenModel::Graph(graph)
+        }
+        None => build_model(&spec, device)?,
+    };
     let model = load_into(model, path, bytes)?;
     Ok(LoadedModel {
         model,

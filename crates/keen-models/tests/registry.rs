@@ -8,7 +8,7 @@ use burn::prelude::*;
 use burn::tensor::{Distribution, Tolerance};
 use keen_models::weights;
 use keen_models::{
-    available_models, build_model, find_model, ImageClassifier, ModelError, ModelSpec,
+    available_models, build_model, find_model, ImageClassifier, KeenModel, ModelError, ModelSpec,
 };
 
 /// Shapes every model must accept: Fashion-MNIST-like grayscale and CIFAR-like RGB.
@@ -172,4 +172,42 @@ fn truncated_and_foreign_weight_files_are_clear_errors() {
         .expect("missing must fail")
         .to_string();
     assert!(err.contains("missing.safetensors"), "{err}");
+}
+
+#[test]
+fn every_cnn_lowers_to_an_equivalent_graph_that_survives_save_and_load() {
+    let device = Device::flex();
+    let dir = tempfile::tempdir().expect("tempdir");
+    for entry in available_models() {
+        let spec = ModelSpec::new(entry.name, [1, 28, 28], 10);
+        device.seed(3);
+        let model = build_model(&spec, &device).expect("build");
+        let Ok(graph) = model.to_graph(spec.input_shape()) else {
+            assert_eq!(entry.name, "vit-tiny", "only the ViT may lack a graph");
+            continue;
+        };
+        let images = Tensor::<4>::random([4, 1, 28, 28], Distribution::Default, &device);
+        let expected = model.valid().forward(images.clone()).into_data();
+        let graph = KeenModel::Graph(graph);
+        let actual = graph.valid().forward(images.clone()).into_data();
+        actual.assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-5));
+        assert_eq!(
+            graph.macs([1, 28, 28]),
+            model.macs([1, 28, 28]),
+            "{}",
+            entry.name
+        );
+        assert_eq!(graph.num_features(), model.num_features(), "{}", entry.name);
+        assert_eq!(
+            keen_models::trainable_params(&graph),
+            keen_models::trainable_params(&model)
+        );
+
+        let path = dir.path().join(format!("{}-graph.safetensors", entry.name));
+        weights::save(&graph, &spec, &BTreeMap::new(), &path).expect("save");
+        let loaded = weights::load(&path, &device).expect("load");
+        assert!(matches!(loaded.model, KeenModel::Graph(_)));
+        let reloaded = loaded.model.valid().forward(images).into_data();
+        reloaded.assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-5));
+    }
 }
