@@ -4,7 +4,7 @@
 //! use keen_runtime::{GraphBuilder, Op, LinearAttrs, Tensor};
 //!
 //! let mut g = GraphBuilder::new();
-//! let x = g.input("input", &[None, 4]);
+//! let x = g.input_batched("input", &[4]); // shape [N, 4]
 //! let w = g.tensor_f32("fc.weight", vec![2, 4], vec![1.0; 8]).unwrap();
 //! let b = g.tensor_f32("fc.bias", vec![2], vec![0.5, -0.5]).unwrap();
 //! let y = g.op("fc", Op::Linear(LinearAttrs::default()), &[&x, &w, &b]);
@@ -52,6 +52,14 @@ impl GraphBuilder {
             shape: shape.to_vec(),
         });
         name.to_string()
+    }
+
+    /// Declares an f32 input with a free batch axis in front of `dims`: `&[1, 28, 28]` gives
+    /// `[N, 1, 28, 28]`.
+    pub fn input_batched(&mut self, name: &str, dims: &[usize]) -> String {
+        let mut shape = vec![None];
+        shape.extend(dims.iter().map(|&d| Some(d)));
+        self.input(name, &shape)
     }
 
     fn tensor(&mut self, name: &str, shape: Vec<usize>, data: Data, len: usize) -> Result<String> {
