@@ -18,6 +18,7 @@
 
 pub mod augment;
 pub mod cifar;
+pub mod corruptions;
 pub mod dataset;
 pub mod error;
 pub mod folder;
@@ -28,6 +29,7 @@ pub mod source;
 pub mod split;
 
 pub use augment::{AugmentConfig, RandAugment};
+pub use corruptions::{corrupt_dataset, corrupt_image, CorruptionError, Severity, CORRUPTIONS};
 pub use dataset::ImageDataset;
 pub use error::DataError;
 pub use loader::{
