@@ -12,6 +12,7 @@ use burn::prelude::*;
 use keen_data::loader::Batch;
 use keen_models::{ImageClassifier, KeenModel};
 
+use crate::hooks::{LossInputs, TrainHooks};
 use crate::tensors::{images_tensor, labels_tensor};
 
 /// What one step measured.
@@ -57,6 +58,7 @@ pub fn train_step(
     batch: Batch,
     devices: &StepDevices,
     lr: f64,
+    hooks: &dyn TrainHooks,
 ) -> (KeenModel, StepOutcome) {
     let [total, channels, height, width] = batch.shape;
     let per_image = channels * height * width;
@@ -79,8 +81,16 @@ pub fn train_step(
             device,
         );
         let labels = labels_tensor(&batch.labels[start..start + len], device);
-        let logits = replica.forward(images);
-        let loss = devices.losses[shard].forward(logits.clone(), labels.clone());
+        let logits = replica.forward(images.clone());
+        let loss = hooks.loss(
+            LossInputs {
+                logits: logits.clone(),
+                images: &images,
+                labels: labels.clone(),
+                indices: &batch.indices[start..start + len],
+            },
+            &devices.losses[shard],
+        );
         correct += logits
             .argmax(1)
             .flatten::<1>(0, 1)

@@ -23,6 +23,7 @@ use crate::checkpoint::{RunDir, RunState};
 use crate::config::{OptimizerKind, TrainConfig};
 use crate::curves::learning_curves_svg;
 use crate::evaluate::evaluate;
+use crate::hooks::{PlainTraining, TrainHooks};
 use crate::schedule::LrSchedule;
 use crate::step::{train_step, StepDevices};
 use crate::TrainError;
@@ -172,6 +173,19 @@ pub fn train(
     dataset: &ImageDataset,
     options: &TrainOptions,
 ) -> Result<TrainSummary, TrainError> {
+    train_with(config, dataset, options, None, &mut PlainTraining)
+}
+
+/// [`train`] with a starting model and hooks. `initial` (on `options.device.autodiff()`)
+/// replaces the freshly initialised `config.model`, e.g. a graph to fine-tune; `hooks` change the
+/// loss and act after each step. Resuming needs the same `initial` and hooks settings.
+pub fn train_with(
+    config: &TrainConfig,
+    dataset: &ImageDataset,
+    options: &TrainOptions,
+    initial: Option<KeenModel>,
+    hooks: &mut dyn TrainHooks,
+) -> Result<TrainSummary, TrainError> {
     validate_config(config, dataset)?;
     let run = RunDir::new(&options.out_dir);
     let device = options.device.clone();
@@ -194,6 +208,20 @@ pub fn train(
         }
     }
     run.write_json(&config_path, config)?;
+    let hooks_path = options.out_dir.join("hooks.json");
+    let hooks_settings = hooks.describe();
+    if options.resume && hooks_path.exists() {
+        let stored: serde_json::Value = RunDir::read_json(&hooks_path)?;
+        if stored != hooks_settings {
+            return Err(TrainError::BadRunFile {
+                path: hooks_path,
+                reason:
+                    "this run was started with other distillation, quantization or pruning settings"
+                        .into(),
+            });
+        }
+    }
+    run.write_json(&hooks_path, &hooks_settings)?;
 
     let (mut train_idx, val_idx) = train_val_split(dataset.len(), config.val_fraction, config.seed);
     if let Some(limit) = config.max_train_images {
@@ -205,7 +233,10 @@ pub fn train(
     let spec = ModelSpec::new(&config.model, dataset.image_shape(), dataset.num_classes());
     let metadata = model_metadata(config, dataset, &normalization);
 
-    let mut model: KeenModel = seeded_model(&spec, config.seed, &autodiff)?;
+    let mut model: KeenModel = match initial {
+        Some(model) => model,
+        None => seeded_model(&spec, config.seed, &autodiff)?,
+    };
     let mut optimizer = build_optimizer(config);
     let (mut start_epoch, mut global_step, mut history) = (0, 0, Vec::new());
     if let Some(state) = state {
@@ -264,9 +295,10 @@ pub fn train(
         for batch in epoch_batches(&shared, &train_idx, &loader, epoch) {
             let batch_len = batch.labels.len();
             lr = schedule.lr_at(global_step);
-            let (updated, outcome) = train_step(model, &mut optimizer, batch, &step_devices, lr);
-            model = updated;
+            let (updated, outcome) =
+                train_step(model, &mut optimizer, batch, &step_devices, lr, &*hooks);
             global_step += 1;
+            model = hooks.after_step(updated, global_step, schedule.total_steps);
             let (batch_loss, batch_correct) = (outcome.loss, outcome.correct);
             if !batch_loss.is_finite() {
                 return Err(TrainError::BadConfig(format!(

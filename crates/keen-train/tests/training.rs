@@ -276,7 +276,14 @@ fn data_parallel_step_matches_single_device_step() {
         let model = seeded_model(&spec, 3, &device).expect("model");
         let mut optimizer = SgdConfig::new().init();
         let step_devices = StepDevices::new(vec![device.clone(); devices], 0.0);
-        let (model, outcome) = train_step(model, &mut optimizer, batch(), &step_devices, 0.5);
+        let (model, outcome) = train_step(
+            model,
+            &mut optimizer,
+            batch(),
+            &step_devices,
+            0.5,
+            &keen_train::PlainTraining,
+        );
         let mut values = Vec::new();
         burn::module::Module::visit(&model, &mut Collect(&mut values));
         (values, outcome)

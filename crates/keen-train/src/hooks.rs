@@ -1,0 +1,45 @@
+//! Hooks: how other crates change what a training run optimises without copying the loop.
+//!
+//! Distillation replaces the loss (the teacher's soft targets join the labels), pruning re-applies
+//! its masks after every optimizer step. The loop, checkpoints, logging and resume stay in
+//! [`crate::trainer`].
+
+use burn::nn::loss::CrossEntropyLoss;
+use burn::prelude::*;
+use keen_models::KeenModel;
+
+/// What the loss of one shard of a batch sees.
+pub struct LossInputs<'a> {
+    /// The model's logits `[n, classes]` (tracked for autodiff).
+    pub logits: Tensor<2>,
+    /// The normalised images the logits came from `[n, c, h, w]`.
+    pub images: &'a Tensor<4>,
+    /// The labels `[n]`.
+    pub labels: Tensor<1, Int>,
+    /// Positions of the images in the dataset (for per-image caches such as teacher logits).
+    pub indices: &'a [usize],
+}
+
+/// Changes to the training loop. Every method has the plain behaviour as its default.
+pub trait TrainHooks {
+    /// The hooks' settings, stored beside the run's config so that `--resume` refuses a run
+    /// started with other settings.
+    fn describe(&self) -> serde_json::Value {
+        serde_json::Value::Null
+    }
+
+    /// The loss of one shard; by default cross-entropy (with the run's label smoothing).
+    fn loss(&self, inputs: LossInputs<'_>, cross_entropy: &CrossEntropyLoss) -> Tensor<1> {
+        cross_entropy.forward(inputs.logits, inputs.labels)
+    }
+
+    /// Called after every optimizer step with the 1-based step number and the run's total.
+    fn after_step(&mut self, model: KeenModel, _step: usize, _total_steps: usize) -> KeenModel {
+        model
+    }
+}
+
+/// Plain supervised training.
+pub struct PlainTraining;
+
+impl TrainHooks for PlainTraining {}
