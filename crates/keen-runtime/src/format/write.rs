@@ -11,12 +11,13 @@ use crate::tensor::{Data, Value};
 /// Encodes `header` (whose tensor offsets and lengths are filled in here) and `tensors`
 /// (same order as `header.tensors`).
 pub(crate) fn encode(header: &mut Header, tensors: &[Value]) -> Result<Vec<u8>> {
-    let mut offset = 0u64;
+    let (mut offset, mut end) = (0u64, 0u64);
     for (def, value) in header.tensors.iter_mut().zip(tensors) {
         let length = (byte_len(&value.data)) as u64;
         def.offset = offset;
         def.length = length;
-        offset = align_up(offset + length).ok_or_else(|| RuntimeError::Tensor {
+        end = offset + length;
+        offset = align_up(end).ok_or_else(|| RuntimeError::Tensor {
             name: def.name.clone(),
             reason: "data section overflows".into(),
         })?;
@@ -24,7 +25,7 @@ pub(crate) fn encode(header: &mut Header, tensors: &[Value]) -> Result<Vec<u8>> 
     let json = serde_json::to_vec(header)?;
     let header_end = HEADER_OFFSET + json.len() as u64;
     let data_start = align_up(header_end).unwrap_or(header_end) as usize;
-    let mut out = Vec::with_capacity(data_start + offset as usize);
+    let mut out = Vec::with_capacity(data_start + end as usize);
     out.extend_from_slice(MAGIC);
     out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     out.extend_from_slice(&(json.len() as u64).to_le_bytes());
@@ -33,7 +34,9 @@ pub(crate) fn encode(header: &mut Header, tensors: &[Value]) -> Result<Vec<u8>> 
         out.resize(data_start + def.offset as usize, 0);
         push_le(&mut out, &value.data);
     }
-    out.resize(data_start + offset as usize, 0);
+    // No padding after the last tensor: the file ends where its data does, so any truncation
+    // cuts into a tensor and is detected.
+    out.truncate(data_start + end as usize);
     Ok(out)
 }
 
