@@ -43,7 +43,10 @@ fn reframing_an_unedited_file_loads() {
 fn every_truncation_is_an_error() {
     let bytes = valid();
     for len in 0..bytes.len() {
-        assert!(Model::from_bytes(&bytes[..len]).is_err(), "truncated at {len}");
+        assert!(
+            Model::from_bytes(&bytes[..len]).is_err(),
+            "truncated at {len}"
+        );
     }
     Model::from_bytes(&bytes).unwrap();
 }
@@ -52,11 +55,17 @@ fn every_truncation_is_an_error() {
 fn bad_magic_and_version_are_named() {
     let mut bytes = valid();
     bytes[0] = b'X';
-    assert!(matches!(Model::from_bytes(&bytes), Err(RuntimeError::BadMagic { .. })));
+    assert!(matches!(
+        Model::from_bytes(&bytes),
+        Err(RuntimeError::BadMagic { .. })
+    ));
     let mut bytes = valid();
     bytes[8] = 99;
     let err = Model::from_bytes(&bytes).unwrap_err();
-    assert!(matches!(err, RuntimeError::UnsupportedVersion { found: 99, .. }), "{err}");
+    assert!(
+        matches!(err, RuntimeError::UnsupportedVersion { found: 99, .. }),
+        "{err}"
+    );
 }
 
 #[test]
@@ -92,7 +101,10 @@ fn out_of_bounds_tensors_are_named() {
 #[test]
 fn dangling_and_duplicate_names_are_errors() {
     let err = edited(|j| j["nodes"][1]["inputs"][0] = "nowhere".into()).unwrap_err();
-    assert!(err.to_string().contains("nowhere") && err.to_string().contains("p1"), "{err}");
+    assert!(
+        err.to_string().contains("nowhere") && err.to_string().contains("p1"),
+        "{err}"
+    );
     // Using a value before the op that defines it.
     let err = edited(|j| j["nodes"].as_array_mut().unwrap().swap(0, 1)).unwrap_err();
     assert!(err.to_string().contains("not defined"), "{err}");
@@ -122,15 +134,33 @@ fn insane_attributes_are_errors() {
     assert!(matches!(err, RuntimeError::HeaderJson(_)), "{err}");
     // Input with a free non-batch axis, and a gigantic declared input.
     assert!(edited(|j| j["inputs"][0]["shape"] = serde_json::json!([null, null, 8, 8])).is_err());
-    assert!(edited(|j| j["inputs"][0]["shape"] = serde_json::json!([null, 1, 1u64 << 40, 1u64 << 40])).is_err());
+    assert!(edited(
+        |j| j["inputs"][0]["shape"] = serde_json::json!([null, 1, 1u64 << 40, 1u64 << 40])
+    )
+    .is_err());
 }
 
 #[test]
 fn quantization_parameters_are_checked() {
     let mut g = GraphBuilder::new();
     let x = g.input_batched("x", &[4]);
-    let q = g.op("q", Op::QuantizeLinear(QuantizeAttrs { scale: 0.1, zero_point: 0, dtype: DType::I8 }), &[&x]);
-    let d = g.op("d", Op::DequantizeLinear(DequantizeAttrs { scale: 0.1, zero_point: 0 }), &[&q]);
+    let q = g.op(
+        "q",
+        Op::QuantizeLinear(QuantizeAttrs {
+            scale: 0.1,
+            zero_point: 0,
+            dtype: DType::I8,
+        }),
+        &[&x],
+    );
+    let d = g.op(
+        "d",
+        Op::DequantizeLinear(DequantizeAttrs {
+            scale: 0.1,
+            zero_point: 0,
+        }),
+        &[&q],
+    );
     g.output(&d);
     let bytes = g.to_bytes().unwrap();
     let (json, data) = split(&bytes);
@@ -144,7 +174,10 @@ fn quantization_parameters_are_checked() {
         let mut j = json.clone();
         j["nodes"][node]["attrs"][key] = value;
         let err = Model::from_bytes(&frame(&serde_json::to_vec(&j).unwrap(), &data)).unwrap_err();
-        assert!(err.to_string().contains(key) || matches!(err, RuntimeError::HeaderJson(_)), "{err}");
+        assert!(
+            err.to_string().contains(key) || matches!(err, RuntimeError::HeaderJson(_)),
+            "{err}"
+        );
     }
 }
 

@@ -9,7 +9,9 @@ use proptest::prelude::*;
 
 fn bytes(len: usize, seed: u64) -> Vec<u8> {
     // A cheap deterministic generator: proptest picks the seed, shapes stay shrinkable.
-    let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+    let mut s = seed
+        .wrapping_mul(6364136223846793005)
+        .wrapping_add(1442695040888963407);
     (0..len)
         .map(|_| {
             s = s
