@@ -200,12 +200,24 @@ impl Plan {
         let mut env: Vec<Option<Value>> = Vec::with_capacity(self.dyn_slots);
         env.extend(inputs.into_iter().map(Some));
         env.resize_with(self.dyn_slots, || None);
+        let profile = profiling();
         for step in &self.steps {
             let args = self.args(step, &env)?;
+            let start = profile.then(std::time::Instant::now);
             let value = step
                 .kernel
                 .run(&args)
                 .map_err(|e| op_err(&step.name, step.op, e))?;
+            if let Some(start) = start {
+                eprintln!(
+                    "keen-runtime: {:>9.3} ms  {} ({}) -> {:?} {}",
+                    start.elapsed().as_secs_f64() * 1e3,
+                    step.name,
+                    step.op,
+                    value.shape,
+                    value.dtype()
+                );
+            }
             env[step.output] = Some(value);
             for &slot in &step.free_after {
                 env[slot] = None;
@@ -265,6 +277,12 @@ impl Plan {
     pub fn input_shapes(&self) -> &[Vec<Option<usize>>] {
         &self.inputs
     }
+}
+
+/// True when `KEEN_RUNTIME_PROFILE` is set: every op's time is printed to stderr.
+fn profiling() -> bool {
+    static PROFILE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *PROFILE.get_or_init(|| std::env::var_os("KEEN_RUNTIME_PROFILE").is_some())
 }
 
 /// Checks a declared input and returns its shape with batch 1 for load-time inference.

@@ -381,3 +381,22 @@ fn tiny_vit_runs_and_batches_consistently() {
         assert!(close(one.data(), &all.data()[b * 3..(b + 1) * 3], 1e-5));
     }
 }
+
+/// The fuzzer's seed files (small valid models) still load: a check that files written by an
+/// earlier build stay readable. `KEEN_WRITE_FUZZ_SEEDS=1` rewrites them.
+#[test]
+fn committed_model_files_still_load() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/seeds/parse_model");
+    if std::env::var_os("KEEN_WRITE_FUZZ_SEEDS").is_some() {
+        std::fs::create_dir_all(&dir).unwrap();
+        small_cnn(1).save(dir.join("cnn.keenrt")).unwrap();
+        tiny_vit(5).save(dir.join("vit.keenrt")).unwrap();
+    }
+    for name in ["cnn.keenrt", "vit.keenrt"] {
+        let path = dir.join(name);
+        if path.exists() {
+            let model = Model::load(&path).unwrap();
+            assert_eq!(model.outputs().len(), 1, "{name}");
+        }
+    }
+}

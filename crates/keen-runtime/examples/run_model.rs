@@ -1,0 +1,135 @@
+//! Loads a keen-runtime model and runs it on a synthetic batch, printing the output and the
+//! time per image. Links only keen-runtime, so its release size is the deployable footprint.
+//!
+//! ```sh
+//! cargo run --release -p keen-runtime --example run_model -- model.keenrt [--batch 64]
+//! cargo run --release -p keen-runtime --example run_model -- --write-demo demo.keenrt
+//! ```
+
+use std::process::ExitCode;
+use std::time::Instant;
+
+use keen_runtime::*;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match run(&args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            eprintln!("usage: run_model MODEL [--batch N] | run_model --write-demo PATH");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<(), String> {
+    match args {
+        [flag, path] if flag == "--write-demo" => {
+            demo().save(path).map_err(|e| e.to_string())?;
+            println!("wrote {path}");
+            Ok(())
+        }
+        [path] => infer(path, 1),
+        [path, flag, n] if flag == "--batch" => infer(
+            path,
+            n.parse().map_err(|_| format!("bad batch size '{n}'"))?,
+        ),
+        _ => Err("expected a model path".into()),
+    }
+}
+
+fn infer(path: &str, batch: usize) -> Result<(), String> {
+    let model = Model::load(path).map_err(|e| e.to_string())?;
+    let declared = model
+        .input_shapes()
+        .first()
+        .ok_or("the model has no input")?;
+    let shape: Vec<usize> = declared
+        .iter()
+        .enumerate()
+        .map(|(i, d)| d.unwrap_or(if i == 0 { batch } else { 1 }))
+        .collect();
+    let n: usize = shape.iter().product();
+    // A fixed pseudo-random image batch: the example has no image decoder on purpose.
+    let data = (0..n).map(|i| ((i * 7919) % 255) as f32 / 255.0).collect();
+    let input = Tensor::new(shape.clone(), data).map_err(|e| e.to_string())?;
+    model.run(&input).map_err(|e| e.to_string())?; // warm-up
+    let start = Instant::now();
+    let output = model.run(&input).map_err(|e| e.to_string())?;
+    let seconds = start.elapsed().as_secs_f64();
+    println!("input {shape:?} → output {:?}", output.shape());
+    let names = model.class_names();
+    for (i, class) in output.argmax_rows().iter().take(4).enumerate() {
+        let name = names.get(*class).map_or("?", String::as_str);
+        println!("image {i}: class {class} ({name})");
+    }
+    println!(
+        "{:.3} ms per batch, {:.0} images/s",
+        seconds * 1e3,
+        shape[0] as f64 / seconds
+    );
+    Ok(())
+}
+
+/// keen's `cnn-small` shape (conv32-conv64-fc128, 28×28×1, 10 classes) with fixed weights.
+fn demo() -> GraphBuilder {
+    let mut g = GraphBuilder::new();
+    let mut seed = 1u32;
+    let mut weights = |n: usize, fan_in: usize| -> Vec<f32> {
+        let bound = (3.0 / fan_in as f32).sqrt();
+        (0..n)
+            .map(|_| {
+                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+                ((seed >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0) * bound
+            })
+            .collect()
+    };
+    let x = g.input_batched("image", &[1, 28, 28]);
+    let conv = Op::Conv2d(Conv2dAttrs {
+        padding: [1; 4],
+        activation: Activation::Relu,
+        ..Default::default()
+    });
+    let pool = Op::MaxPool2d(MaxPool2dAttrs {
+        kernel: [2, 2],
+        stride: [2, 2],
+        padding: [0; 4],
+    });
+    let tensor = |g: &mut GraphBuilder, name: &str, shape: Vec<usize>, data: Vec<f32>| {
+        g.tensor_f32(name, shape, data)
+            .expect("shapes are consistent")
+    };
+    let w1 = tensor(&mut g, "conv1.weight", vec![32, 1, 3, 3], weights(288, 9));
+    let b1 = tensor(&mut g, "conv1.bias", vec![32], vec![0.0; 32]);
+    let c1 = g.op("conv1", conv.clone(), &[&x, &w1, &b1]);
+    let p1 = g.op("pool1", pool.clone(), &[&c1]);
+    let w2 = tensor(
+        &mut g,
+        "conv2.weight",
+        vec![64, 32, 3, 3],
+        weights(18432, 288),
+    );
+    let b2 = tensor(&mut g, "conv2.bias", vec![64], vec![0.0; 64]);
+    let c2 = g.op("conv2", conv, &[&p1, &w2, &b2]);
+    let p2 = g.op("pool2", pool, &[&c2]);
+    let f = g.op("flatten", Op::Flatten(FlattenAttrs::default()), &[&p2]);
+    let w3 = tensor(
+        &mut g,
+        "fc1.weight",
+        vec![128, 3136],
+        weights(128 * 3136, 3136),
+    );
+    let b3 = tensor(&mut g, "fc1.bias", vec![128], vec![0.0; 128]);
+    let relu = LinearAttrs {
+        activation: Activation::Relu,
+    };
+    let h = g.op("fc1", Op::Linear(relu), &[&f, &w3, &b3]);
+    let w4 = tensor(&mut g, "head.weight", vec![10, 128], weights(1280, 128));
+    let b4 = tensor(&mut g, "head.bias", vec![10], vec![0.0; 10]);
+    let y = g.op("head", Op::Linear(LinearAttrs::default()), &[&h, &w4, &b4]);
+    g.output(&y);
+    g.class_names((0..10).map(|i| format!("class{i}")).collect());
+    g.normalization(vec![0.2860], vec![0.3530]);
+    g
+}
