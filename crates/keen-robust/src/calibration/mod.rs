@@ -83,6 +83,17 @@ pub fn calibration_report(
     })
 }
 
+/// Confidence (max softmax) and correctness of every prediction of row-major
+/// `[n, classes]` logits: the inputs of [`risk_coverage_curve`] and [`choose_threshold`].
+pub fn confidence_and_correctness(
+    logits: &[f32],
+    classes: usize,
+    labels: &[u32],
+) -> Result<(Vec<f64>, Vec<bool>), RobustError> {
+    let checked = Logits::with_labels(logits, classes, labels)?;
+    Ok(confidences_and_correct(&checked, labels))
+}
+
 /// Confidence (max softmax) and correctness of every prediction.
 pub(crate) fn confidences_and_correct(
     logits: &Logits<'_>,

@@ -33,6 +33,9 @@ fn hand_computed_ece_mce_nll_and_brier() {
     let r = calibration_report(&logits, 2, &labels, DEFAULT_BINS).expect("valid");
     assert_eq!(r.count, 4);
     assert!(close(r.accuracy, 0.75, 1e-12));
+    let (conf, correct) = confidence_and_correctness(&logits, 2, &labels).expect("valid");
+    assert_eq!(correct, vec![true, false, true, true]);
+    assert!(close(conf[2], 0.55, 1e-6));
     // Bin 13: 2 samples, accuracy 0.5 vs confidence 0.9 (gap 0.4); bin 8: gap 0.45;
     // bin 10: gap 0.3. ECE = 0.5·0.4 + 0.25·0.45 + 0.25·0.3.
     assert!(close(r.ece, 0.3875, 1e-6), "{}", r.ece);
