@@ -36,6 +36,8 @@ struct Cli {
 enum Command {
     /// Train a model from the registry on a dataset.
     Train(commands::train::TrainArgs),
+    /// Distil a teacher model into a smaller student (soft targets and labels).
+    Distill(commands::distill::DistillArgs),
     /// Evaluate a saved model: accuracy, per-class accuracy, confusion matrix.
     Eval(commands::eval::EvalArgs),
     /// Classify image files with a saved model (top-k with probabilities).
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => commands::train::run(args),
+        Command::Distill(args) => commands::distill::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Info(args) => commands::info::run(args),

@@ -2,10 +2,15 @@
 //!
 //! Owns: knowledge distillation losses, fake quantization and observers (QAT), post-training
 //! quantization, magnitude and structured pruning, and the recipes that chain them. Everything
-//! here works on models lowered to a [`keen_models::graph::GraphNet`].
+//! that edits a model's structure works on models lowered to a [`keen_models::graph::GraphNet`].
 //! Must not touch: dataset formats, the command line, the deploy runtime's kernels.
 
+pub mod distill;
 pub mod edit;
+pub mod error;
 pub mod fold;
+pub mod stages;
+pub mod teacher;
 
+pub use error::CompressError;
 pub use fold::fold_batch_norms;

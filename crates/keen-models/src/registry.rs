@@ -79,6 +79,18 @@ pub static REGISTRY: &[ModelEntry] = &[
         build: |spec, device| Ok(KeenModel::ResNet(ResNet::new(spec, 1, device)?)),
     },
     ModelEntry {
+        name: "resnet8-slim",
+        summary: "resnet8 at half width (8/16/32): a distillation student 1/14 of resnet20",
+        build: |spec, device| {
+            Ok(KeenModel::ResNet(ResNet::with_widths(
+                spec,
+                1,
+                crate::resnet::SLIM_WIDTHS,
+                device,
+            )?))
+        },
+    },
+    ModelEntry {
         name: "resnet20",
         summary: "CIFAR-style ResNet, 3 basic blocks per stage, widths 16/32/64 (the teacher)",
         build: |spec, device| Ok(KeenModel::ResNet(ResNet::new(spec, 3, device)?)),

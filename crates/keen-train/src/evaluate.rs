@@ -76,6 +76,27 @@ pub fn evaluate(
     }
 }
 
+/// The logits of `model` (in inference mode) for the images of `dataset` at `indices`, one row
+/// of `num_classes` values per index, in the order of `indices`.
+pub fn predict_logits(
+    model: &KeenModel,
+    dataset: impl IntoSharedDataset,
+    indices: &[usize],
+    normalization: &Normalization,
+    batch_size: usize,
+    device: &Device,
+) -> Vec<f32> {
+    let model = model.valid();
+    let dataset = dataset.into_shared();
+    let cfg = LoaderConfig::eval(batch_size, normalization.clone());
+    let mut logits = Vec::with_capacity(indices.len() * dataset.num_classes());
+    for batch in epoch_batches(&dataset, indices, &cfg, 0) {
+        let images = images_tensor(batch.images, batch.shape, device);
+        logits.extend(to_f32_vec(model.forward(images)));
+    }
+    logits
+}
+
 /// Evaluates `model` on every image of `dataset`.
 pub fn evaluate_all(
     model: &KeenModel,

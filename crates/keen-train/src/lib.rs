@@ -23,6 +23,6 @@ pub mod trainer;
 
 pub use config::{OptimizerKind, TrainConfig};
 pub use error::TrainError;
-pub use evaluate::{evaluate, evaluate_all, EvalReport};
+pub use evaluate::{evaluate, evaluate_all, predict_logits, EvalReport};
 pub use hooks::{LossInputs, PlainTraining, TrainHooks};
 pub use trainer::{train, train_with, EpochRecord, TrainOptions, TrainSummary};

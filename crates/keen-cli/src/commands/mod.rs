@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod datasets;
+pub mod distill;
 pub mod eval;
 pub mod info;
 pub mod predict;

@@ -5,9 +5,10 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use keen_data::augment::RandAugment;
+use keen_data::dataset::ImageDataset;
 use keen_data::source::SplitName;
 use keen_train::schedule::Decay;
-use keen_train::{evaluate_all, OptimizerKind, TrainConfig, TrainOptions};
+use keen_train::{evaluate_all, OptimizerKind, TrainConfig, TrainOptions, TrainSummary};
 
 use super::load_split;
 use crate::device::parse_devices;
@@ -192,7 +193,19 @@ fn resolve_config(args: &TrainArgs) -> Result<TrainConfig> {
 
 /// Runs `keen train`.
 pub fn run(args: TrainArgs) -> Result<()> {
-    let config = resolve_config(&args)?;
+    run_with(&args, "training", |config, dataset, options| {
+        Ok(keen_train::train(config, dataset, options)?)
+    })
+}
+
+/// Resolves `args`, loads the data, runs `trainer` (plain training, distillation, ...), then
+/// evaluates the saved model on the test split.
+pub fn run_with(
+    args: &TrainArgs,
+    verb: &str,
+    trainer: impl FnOnce(&TrainConfig, &ImageDataset, &TrainOptions) -> Result<TrainSummary>,
+) -> Result<()> {
+    let config = resolve_config(args)?;
     let (device, extra_devices) = parse_devices(&args.device)?;
     let out = args
         .out
@@ -206,7 +219,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
     }
     let train_set = load_split(&config.dataset, args.data.as_deref(), SplitName::Train)?;
     eprintln!(
-        "training {} on {} ({} images, {} classes) -> {}",
+        "{verb} {} on {} ({} images, {} classes) -> {}",
         config.model,
         config.dataset,
         train_set.len(),
@@ -221,7 +234,7 @@ pub fn run(args: TrainArgs) -> Result<()> {
         progress: !args.no_progress,
         stop_after_epochs: args.stop_after_epochs,
     };
-    let summary = keen_train::train(&config, &train_set, &options)?;
+    let summary = trainer(&config, &train_set, &options)?;
     let Some(model_path) = summary.model_path else {
         eprintln!(
             "stopped after {} of {} epochs; continue with: keen train --out {} --resume (and the same options)",

@@ -1,0 +1,48 @@
+//! `keen distill`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::Args;
+use keen_compress::distill::DistillConfig;
+
+use super::train::TrainArgs;
+
+/// Options of `keen distill`: the student's training options plus the teacher.
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  keen train --model resnet20 --out runs/teacher
+  keen distill --teacher runs/teacher/model.safetensors --model resnet8-slim --out runs/student
+  keen distill --teacher runs/teacher/model.safetensors --model resnet8-slim --temperature 2 --alpha 0.5")]
+pub struct DistillArgs {
+    /// The teacher: any model file keen saved for the same dataset.
+    #[arg(long, value_name = "MODEL_FILE")]
+    pub teacher: PathBuf,
+    /// Softening temperature T of the teacher's and the student's outputs.
+    #[arg(long, default_value_t = 4.0)]
+    pub temperature: f32,
+    /// Weight of the teacher's soft targets; 1 - alpha weighs the labels.
+    #[arg(long, default_value_t = 0.9)]
+    pub alpha: f32,
+    /// The student's training options (--model is the student).
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+/// Runs `keen distill`.
+pub fn run(args: DistillArgs) -> Result<()> {
+    let settings = DistillConfig {
+        temperature: args.temperature,
+        alpha: args.alpha,
+    };
+    super::train::run_with(&args.train, "distilling", |config, dataset, options| {
+        Ok(keen_compress::stages::distill(
+            config,
+            dataset,
+            options,
+            &args.teacher,
+            &settings,
+        )?)
+    })
+}
