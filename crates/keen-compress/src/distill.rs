@@ -159,7 +159,7 @@ pub enum TeacherSource {
     /// Computed once on un-augmented images (training without augmentation).
     Cached(TeacherLogits),
     /// The teacher runs on every batch, seeing the same augmented images as the student.
-    Live(KeenModel),
+    Live(Box<KeenModel>),
 }
 
 /// Training hooks that distil from a teacher.

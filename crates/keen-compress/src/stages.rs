@@ -38,7 +38,7 @@ pub fn distill(
             });
         }
         eprintln!("augmentation is on: the teacher runs on every augmented batch");
-        TeacherSource::Live(teacher.loaded.model.valid())
+        TeacherSource::Live(Box::new(teacher.loaded.model.valid()))
     } else {
         TeacherSource::Cached(cached_teacher_logits(
             &teacher,
