@@ -150,6 +150,13 @@ pub(crate) fn sample_bilinear(
     let (y0, x0) = (y.floor(), x.floor());
     let (fy, fx) = (y - y0, x - x0);
     let (y0, x0) = (y0 as isize, x0 as isize);
+    // Fast path: all four taps inside, no border arithmetic (the common case).
+    if y0 >= 0 && x0 >= 0 && (y0 as usize) + 1 < height && (x0 as usize) + 1 < width {
+        let i = y0 as usize * width + x0 as usize;
+        let top = plane[i] * (1.0 - fx) + plane[i + 1] * fx;
+        let bottom = plane[i + width] * (1.0 - fx) + plane[i + width + 1] * fx;
+        return top * (1.0 - fy) + bottom * fy;
+    }
     let at =
         |yy: isize, xx: isize| plane[border.index(yy, height) * width + border.index(xx, width)];
     let top = at(y0, x0) * (1.0 - fx) + at(y0, x0 + 1) * fx;

@@ -96,17 +96,26 @@ pub(crate) fn filter2d(
 ) -> Vec<f32> {
     let r = (kernel.side / 2) as isize;
     let mut out = vec![0.0; plane.len()];
+    // Border lookups once per column offset, not once per tap and pixel.
+    let columns: Vec<Vec<usize>> = (0..kernel.side)
+        .map(|kx| {
+            (0..width)
+                .map(|x| border.index(x as isize + kx as isize - r, width))
+                .collect()
+        })
+        .collect();
     for ky in 0..kernel.side {
-        for kx in 0..kernel.side {
+        for (kx, column) in columns.iter().enumerate() {
             let w = kernel.weights[ky * kernel.side + kx];
             if w == 0.0 {
                 continue;
             }
             for y in 0..height {
                 let sy = border.index(y as isize + ky as isize - r, height);
-                for x in 0..width {
-                    let sx = border.index(x as isize + kx as isize - r, width);
-                    out[y * width + x] += w * plane[sy * width + sx];
+                let src = &plane[sy * width..(sy + 1) * width];
+                let dst = &mut out[y * width..(y + 1) * width];
+                for (d, &sx) in dst.iter_mut().zip(column) {
+                    *d += w * src[sx];
                 }
             }
         }
