@@ -72,11 +72,28 @@ impl PackedB {
     /// (0x80 turns i8 activations into u8 ones offset by 128; 0 leaves u8 alone).
     pub fn pack_kn(k: usize, n: usize, b: &[u8], flip: u8) -> Self {
         let mut packed = Self::zeroed(k, n);
+        if b.len() < k * n {
+            return packed;
+        }
         let groups = packed.groups;
-        for (p, row) in b.chunks_exact(n.max(1)).take(k).enumerate() {
-            for (j, &v) in row.iter().enumerate() {
-                let (panel, c) = (j / NR, j % NR);
-                packed.data[((panel * groups + p / 4) * NR + c) * 4 + p % 4] = v ^ flip;
+        // Loop order follows the destination, which is written sequentially: for each panel
+        // and group of 4 rows, 16 columns × 4 bytes interleaved from 4 source rows.
+        for panel in 0..n.div_ceil(NR) {
+            let j0 = panel * NR;
+            let width = NR.min(n - j0);
+            for g in 0..groups {
+                let dst = &mut packed.data[(panel * groups + g) * NR * 4..][..NR * 4];
+                if width == NR && 4 * g + 4 <= k {
+                    let row = |q: usize| -> &[u8] { &b[(4 * g + q) * n + j0..][..NR] };
+                    interleave_4x16([row(0), row(1), row(2), row(3)], flip, dst);
+                    continue;
+                }
+                for q in 0..4.min(k - 4 * g) {
+                    let src = &b[(4 * g + q) * n + j0..][..width];
+                    for (c, &v) in src.iter().enumerate() {
+                        dst[c * 4 + q] = v ^ flip;
+                    }
+                }
             }
         }
         packed
@@ -114,6 +131,35 @@ impl PackedB {
     fn panel(&self, p: usize) -> &[u8] {
         let len = self.groups * NR * 4;
         &self.data[p * len..(p + 1) * len]
+    }
+}
+
+/// Interleaves 16 bytes from each of 4 rows into 16 columns × 4 bytes (XOR-ed with `flip`).
+fn interleave_4x16(rows: [&[u8]; 4], flip: u8, dst: &mut [u8]) {
+    #[cfg(target_arch = "x86_64")]
+    if rows.iter().all(|r| r.len() >= 16) && dst.len() >= 64 {
+        use std::arch::x86_64::*;
+        // SAFETY: SSE2 is part of the x86-64 baseline; every load and store stays inside the
+        // slices, whose lengths were checked just above.
+        unsafe {
+            let f = _mm_set1_epi8(flip as i8);
+            let load = |r: &[u8]| _mm_xor_si128(_mm_loadu_si128(r.as_ptr().cast()), f);
+            let (a, b, c, d) = (load(rows[0]), load(rows[1]), load(rows[2]), load(rows[3]));
+            // a0 b0 a1 b1 ..., then (a0 b0 c0 d0) (a1 b1 c1 d1) ...: 4-byte groups per column.
+            let (ab_lo, ab_hi) = (_mm_unpacklo_epi8(a, b), _mm_unpackhi_epi8(a, b));
+            let (cd_lo, cd_hi) = (_mm_unpacklo_epi8(c, d), _mm_unpackhi_epi8(c, d));
+            let out = dst.as_mut_ptr().cast::<__m128i>();
+            _mm_storeu_si128(out, _mm_unpacklo_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(out.add(1), _mm_unpackhi_epi16(ab_lo, cd_lo));
+            _mm_storeu_si128(out.add(2), _mm_unpacklo_epi16(ab_hi, cd_hi));
+            _mm_storeu_si128(out.add(3), _mm_unpackhi_epi16(ab_hi, cd_hi));
+        }
+        return;
+    }
+    for (q, row) in rows.iter().enumerate() {
+        for (c, &v) in row.iter().take(NR).enumerate() {
+            dst[c * 4 + q] = v ^ flip;
+        }
     }
 }
 
