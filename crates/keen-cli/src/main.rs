@@ -38,6 +38,10 @@ enum Command {
     Train(commands::train::TrainArgs),
     /// Distil a teacher model into a smaller student (soft targets and labels).
     Distill(commands::distill::DistillArgs),
+    /// Post-training INT8 quantization: calibrate, scan layer sensitivity, keep costly layers float.
+    Quantize(commands::quantize::QuantizeArgs),
+    /// Quantization-aware training of a saved float model (optionally distilling from a teacher).
+    Qat(commands::quantize::QatArgs),
     /// Evaluate a saved model: accuracy, per-class accuracy, confusion matrix.
     Eval(commands::eval::EvalArgs),
     /// Classify image files with a saved model (top-k with probabilities).
@@ -55,6 +59,8 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Train(args) => commands::train::run(args),
         Command::Distill(args) => commands::distill::run(args),
+        Command::Quantize(args) => commands::quantize::run(args),
+        Command::Qat(args) => commands::quantize::run_qat(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Info(args) => commands::info::run(args),

@@ -12,7 +12,12 @@ use burn::module::Module;
 use keen_data::augment::AugmentConfig;
 use keen_data::loader::Normalization;
 
+use keen_models::KeenModel;
+
 use crate::distill::{DistillConfig, Distiller, TeacherLogits, TeacherSource};
+use crate::quantize::{
+    calibrate, enable, prepare, sensitivity_scan, CalibrationConfig, SensitivityReport,
+};
 use crate::teacher::SavedModel;
 use crate::CompressError;
 
@@ -25,6 +30,23 @@ pub fn distill(
     settings: &DistillConfig,
 ) -> Result<TrainSummary, CompressError> {
     settings.validate().map_err(CompressError::BadConfig)?;
+    let source = teacher_source(config, dataset, options, teacher_path)?;
+    let mut hooks = Distiller {
+        config: settings.clone(),
+        teacher: source,
+        teacher_name: display_name(teacher_path),
+    };
+    Ok(train_with(config, dataset, options, None, &mut hooks)?)
+}
+
+/// The teacher's logits for training: cached once when the student trains without
+/// augmentation, else computed live on each augmented batch.
+fn teacher_source(
+    config: &TrainConfig,
+    dataset: &ImageDataset,
+    options: &TrainOptions,
+    teacher_path: &Path,
+) -> Result<TeacherSource, CompressError> {
     let teacher = SavedModel::load(teacher_path, &options.device)?;
     teacher.check_fits(dataset, teacher_path)?;
     let augmented = config.augment != AugmentConfig::none();
@@ -48,12 +70,7 @@ pub fn distill(
             &options.device,
         )?)
     };
-    let mut hooks = Distiller {
-        config: settings.clone(),
-        teacher: source,
-        teacher_name: display_name(teacher_path),
-    };
-    Ok(train_with(config, dataset, options, None, &mut hooks)?)
+    Ok(source)
 }
 
 /// The teacher's logits for every image of `dataset`, computed once and kept in `dir` (keyed by
@@ -111,4 +128,147 @@ pub fn cached_teacher_logits(
 
 fn display_name(path: &Path) -> String {
     PathBuf::from(path).display().to_string()
+}
+
+/// What post-training quantization did.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PtqReport {
+    /// Calibration settings.
+    pub calibration: CalibrationConfig,
+    /// Batch norms folded into convolutions.
+    pub folded_batch_norms: usize,
+    /// The sensitivity scan, when one ran.
+    pub sensitivity: Option<SensitivityReport>,
+    /// The quantized model's file.
+    pub model_path: PathBuf,
+}
+
+/// Post-training quantization of the model saved at `model_path`: lower, fold, calibrate on
+/// training images, optionally scan layer sensitivity on the validation split and keep the
+/// costliest layers in float (`max_drop`, in accuracy points as a fraction, e.g. 0.005), and save
+/// the fake-quantized graph to `out_path`.
+pub fn post_training_quantize(
+    model_path: &Path,
+    dataset: &ImageDataset,
+    calibration: &CalibrationConfig,
+    scan: bool,
+    max_drop: Option<f64>,
+    out_path: &Path,
+    device: &burn::prelude::Device,
+) -> Result<PtqReport, CompressError> {
+    let saved = SavedModel::load(model_path, device)?;
+    saved.check_fits(dataset, model_path)?;
+    let input = saved.loaded.spec.input_shape();
+    let lowered = saved.loaded.model.valid().to_graph(input)?;
+    let norms = lowered.norms.len();
+    let graph = crate::fold::fold_batch_norms(lowered).0;
+    let folded = norms - graph.norms.len();
+    let shared = Arc::new(dataset.clone());
+    let (train_idx, val_idx) = split_for(&saved, dataset);
+    let ranges = calibrate(
+        &graph,
+        &shared,
+        &train_idx,
+        &saved.normalization,
+        calibration,
+        device,
+    );
+    let mut graph = enable(graph, ranges, false);
+    let mut sensitivity = None;
+    if scan || max_drop.is_some() {
+        let (scanned, report) = sensitivity_scan(
+            &graph,
+            &shared,
+            &val_idx,
+            &saved.normalization,
+            max_drop,
+            device,
+        );
+        graph = scanned;
+        sensitivity = Some(report);
+    }
+    let mut metadata = saved.loaded.metadata.clone();
+    metadata.insert(
+        "keen.compression".into(),
+        serde_json::json!({ "stage": "ptq", "source": display_name(model_path), "calibration": calibration })
+            .to_string(),
+    );
+    keen_models::weights::save(
+        &KeenModel::Graph(graph),
+        &saved.loaded.spec,
+        &metadata,
+        out_path,
+    )?;
+    Ok(PtqReport {
+        calibration: calibration.clone(),
+        folded_batch_norms: folded,
+        sensitivity,
+        model_path: out_path.to_path_buf(),
+    })
+}
+
+/// The training and validation indices the model's own run used (from its stored config), or
+/// the default split when it has none.
+fn split_for(saved: &SavedModel, dataset: &ImageDataset) -> (Vec<usize>, Vec<usize>) {
+    let config: Option<TrainConfig> = saved
+        .loaded
+        .metadata
+        .get(keen_train::trainer::meta::TRAIN_CONFIG)
+        .and_then(|text| serde_json::from_str(text).ok());
+    let (fraction, seed) = config
+        .map(|c| (c.val_fraction, c.seed))
+        .unwrap_or((0.1, 42));
+    let (train, val) = keen_data::split::train_val_split(dataset.len(), fraction, seed);
+    if val.is_empty() {
+        // No validation split: scan on the last tenth of the training images.
+        let (train2, val2) = keen_data::split::train_val_split(dataset.len(), 0.1, seed);
+        return (train2, val2);
+    }
+    (train, val)
+}
+
+/// Quantization-aware training: the model saved at `student_path` is lowered, folded,
+/// calibrated, and trained through fake quantization (observers on) with `config`'s schedule,
+/// distilling from `teacher` when one is given.
+pub fn quantization_aware_training(
+    config: &TrainConfig,
+    dataset: &ImageDataset,
+    options: &TrainOptions,
+    student_path: &Path,
+    teacher: Option<(&Path, &DistillConfig)>,
+    calibration: &CalibrationConfig,
+) -> Result<TrainSummary, CompressError> {
+    let student = SavedModel::load(student_path, &options.device)?;
+    student.check_fits(dataset, student_path)?;
+    let graph = prepare(&student.loaded.model, student.loaded.spec.input_shape())?;
+    let shared = Arc::new(dataset.clone());
+    let (train_idx, _) = keen_data::split::train_val_split(dataset.len(), config.val_fraction, config.seed);
+    let ranges = calibrate(
+        &graph,
+        &shared,
+        &train_idx,
+        &student.normalization,
+        calibration,
+        &options.device,
+    );
+    let graph = enable(graph, ranges, true);
+    let initial = KeenModel::Graph(graph).to_device(&options.device.clone().autodiff());
+    match teacher {
+        Some((teacher_path, settings)) => {
+            settings.validate().map_err(CompressError::BadConfig)?;
+            let mut hooks = Distiller {
+                config: settings.clone(),
+                teacher: teacher_source(config, dataset, options, teacher_path)?,
+                teacher_name: display_name(teacher_path),
+            };
+            Ok(train_with(config, dataset, options, Some(initial), &mut hooks)?)
+        }
+        None => Ok(train_with(
+            config,
+            dataset,
+            options,
+            Some(initial),
+            &mut keen_train::PlainTraining,
+        )?),
+    }
 }
