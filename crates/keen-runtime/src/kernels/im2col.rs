@@ -39,6 +39,16 @@ pub fn im2col<T: Copy>(
                         continue;
                     }
                     let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                    if sw == 1 {
+                        // Stride 1: the in-image part of the row is one contiguous copy.
+                        let lo = ((pl - kx as isize).max(0) as usize).min(ow);
+                        let hi = ((w as isize + pl - kx as isize).max(0) as usize).clamp(lo, ow);
+                        dst[..lo].fill(pad);
+                        let ix0 = (lo + kx) as isize - pl;
+                        dst[lo..hi].copy_from_slice(&src[ix0 as usize..ix0 as usize + hi - lo]);
+                        dst[hi..].fill(pad);
+                        continue;
+                    }
                     for (ox, d) in dst.iter_mut().enumerate() {
                         let ix = (ox * sw + kx) as isize - pl;
                         *d = if ix < 0 || ix >= w as isize {

@@ -1,6 +1,7 @@
 //! Max pooling over f32, u8 or i8 (max commutes with a monotonic quantization, so quantized
 //! activations pool directly). Padded positions never win.
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use super::{Kernel, NodeInputs};
@@ -105,34 +106,76 @@ impl Kernel for MaxPoolKernel {
     }
 }
 
-fn max_pool<T: Copy + PartialOrd>(g: &ConvGeometry, input: &[T]) -> Vec<T> {
+fn max_pool<T: Copy + PartialOrd + Default + Send + Sync>(g: &ConvGeometry, input: &[T]) -> Vec<T> {
     let Some([oh, ow]) = g.out_hw() else {
         return Vec::new();
     };
     let [h, w] = g.in_hw;
-    let mut out = Vec::with_capacity(g.batch * g.in_channels * oh * ow);
-    for plane in input
-        .chunks_exact((h * w).max(1))
-        .take(g.batch * g.in_channels)
-    {
-        for oy in 0..oh {
-            let y0 = (oy * g.stride[0]) as isize - g.padding[0] as isize;
-            let ys = y0.max(0) as usize..((y0 + g.kernel[0] as isize).min(h as isize)) as usize;
-            for ox in 0..ow {
-                let x0 = (ox * g.stride[1]) as isize - g.padding[1] as isize;
-                let xs = x0.max(0) as usize..((x0 + g.kernel[1] as isize).min(w as isize)) as usize;
-                // Padding is at most half the window, so every window holds a real pixel.
-                let mut best = plane[ys.start * w + xs.start];
-                for y in ys.clone() {
-                    for &v in &plane[y * w + xs.start..y * w + xs.end] {
-                        if v > best {
-                            best = v;
-                        }
+    let planes = g.batch * g.in_channels;
+    let mut out = vec![T::default(); planes * oh * ow];
+    if oh * ow == 0 || h * w == 0 {
+        return out;
+    }
+    let pool_one = |(dst, plane): (&mut [T], &[T])| {
+        if g.kernel == [2, 2] && g.stride == [2, 2] && g.padding == [0; 4] {
+            pool_2x2(plane, w, ow, dst);
+        } else {
+            pool_plane(g, plane, dst);
+        }
+    };
+    // One channel plane per task: planes are independent and there are many of them.
+    if planes > 1 && out.len() >= 1 << 14 {
+        out.par_chunks_mut(oh * ow)
+            .zip(input.par_chunks(h * w))
+            .for_each(pool_one);
+    } else {
+        out.chunks_mut(oh * ow)
+            .zip(input.chunks(h * w))
+            .for_each(pool_one);
+    }
+    out
+}
+
+/// The common 2×2 stride-2 window: two input rows give one output row.
+fn pool_2x2<T: Copy + PartialOrd>(plane: &[T], w: usize, ow: usize, out: &mut [T]) {
+    let max = |a: T, b: T| if b > a { b } else { a };
+    for (oy, row) in out.chunks_exact_mut(ow).enumerate() {
+        let r0 = &plane[2 * oy * w..][..2 * ow];
+        let r1 = &plane[(2 * oy + 1) * w..][..2 * ow];
+        for (ox, o) in row.iter_mut().enumerate() {
+            *o = max(
+                max(r0[2 * ox], r0[2 * ox + 1]),
+                max(r1[2 * ox], r1[2 * ox + 1]),
+            );
+        }
+    }
+}
+
+/// Any window, stride and padding, over one channel plane.
+fn pool_plane<T: Copy + PartialOrd>(g: &ConvGeometry, plane: &[T], out: &mut [T]) {
+    let [h, w] = g.in_hw;
+    let Some([oh, ow]) = g.out_hw() else {
+        return;
+    };
+    let mut out = out.iter_mut();
+    for oy in 0..oh {
+        let y0 = (oy * g.stride[0]) as isize - g.padding[0] as isize;
+        let ys = y0.max(0) as usize..((y0 + g.kernel[0] as isize).min(h as isize)) as usize;
+        for ox in 0..ow {
+            let x0 = (ox * g.stride[1]) as isize - g.padding[1] as isize;
+            let xs = x0.max(0) as usize..((x0 + g.kernel[1] as isize).min(w as isize)) as usize;
+            // Padding is at most half the window, so every window holds a real pixel.
+            let mut best = plane[ys.start * w + xs.start];
+            for y in ys.clone() {
+                for &v in &plane[y * w + xs.start..y * w + xs.end] {
+                    if v > best {
+                        best = v;
                     }
                 }
-                out.push(best);
+            }
+            if let Some(o) = out.next() {
+                *o = best;
             }
         }
     }
-    out
 }
