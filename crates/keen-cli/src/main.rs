@@ -42,6 +42,8 @@ enum Command {
     Quantize(commands::quantize::QuantizeArgs),
     /// Quantization-aware training of a saved float model (optionally distilling from a teacher).
     Qat(commands::quantize::QatArgs),
+    /// Gradual magnitude pruning while fine-tuning (optionally distilling from a teacher).
+    Prune(commands::prune::PruneArgs),
     /// Evaluate a saved model: accuracy, per-class accuracy, confusion matrix.
     Eval(commands::eval::EvalArgs),
     /// Classify image files with a saved model (top-k with probabilities).
@@ -61,6 +63,7 @@ fn main() -> ExitCode {
         Command::Distill(args) => commands::distill::run(args),
         Command::Quantize(args) => commands::quantize::run(args),
         Command::Qat(args) => commands::quantize::run_qat(args),
+        Command::Prune(args) => commands::prune::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Info(args) => commands::info::run(args),

@@ -9,6 +9,7 @@ pub mod distill;
 pub mod edit;
 pub mod error;
 pub mod fold;
+pub mod prune;
 pub mod quantize;
 pub mod stages;
 pub mod teacher;

@@ -15,6 +15,7 @@ use keen_data::loader::Normalization;
 use keen_models::KeenModel;
 
 use crate::distill::{DistillConfig, Distiller, TeacherLogits, TeacherSource};
+use crate::prune::{GradualMagnitudePruner, MagnitudePruneConfig};
 use crate::quantize::{
     calibrate, enable, prepare, sensitivity_scan, CalibrationConfig, SensitivityReport,
 };
@@ -242,7 +243,8 @@ pub fn quantization_aware_training(
     student.check_fits(dataset, student_path)?;
     let graph = prepare(&student.loaded.model, student.loaded.spec.input_shape())?;
     let shared = Arc::new(dataset.clone());
-    let (train_idx, _) = keen_data::split::train_val_split(dataset.len(), config.val_fraction, config.seed);
+    let (train_idx, _) =
+        keen_data::split::train_val_split(dataset.len(), config.val_fraction, config.seed);
     let ranges = calibrate(
         &graph,
         &shared,
@@ -261,7 +263,13 @@ pub fn quantization_aware_training(
                 teacher: teacher_source(config, dataset, options, teacher_path)?,
                 teacher_name: display_name(teacher_path),
             };
-            Ok(train_with(config, dataset, options, Some(initial), &mut hooks)?)
+            Ok(train_with(
+                config,
+                dataset,
+                options,
+                Some(initial),
+                &mut hooks,
+            )?)
         }
         None => Ok(train_with(
             config,
@@ -271,4 +279,43 @@ pub fn quantization_aware_training(
             &mut keen_train::PlainTraining,
         )?),
     }
+}
+
+/// Gradual magnitude pruning of the model saved at `model_path` while fine-tuning it with
+/// `config`'s schedule, distilling from `teacher` when one is given.
+pub fn prune_magnitude(
+    config: &TrainConfig,
+    dataset: &ImageDataset,
+    options: &TrainOptions,
+    model_path: &Path,
+    settings: &MagnitudePruneConfig,
+    teacher: Option<(&Path, &DistillConfig)>,
+) -> Result<TrainSummary, CompressError> {
+    if !(0.0..1.0).contains(&settings.final_sparsity) {
+        return Err(CompressError::BadConfig(format!(
+            "sparsity must be in [0, 1), got {}",
+            settings.final_sparsity
+        )));
+    }
+    let saved = SavedModel::load(model_path, &options.device.clone().autodiff())?;
+    saved.check_fits(dataset, model_path)?;
+    let inner: Box<dyn keen_train::TrainHooks> = match teacher {
+        Some((teacher_path, distill)) => {
+            distill.validate().map_err(CompressError::BadConfig)?;
+            Box::new(Distiller {
+                config: distill.clone(),
+                teacher: teacher_source(config, dataset, options, teacher_path)?,
+                teacher_name: display_name(teacher_path),
+            })
+        }
+        None => Box::new(keen_train::PlainTraining),
+    };
+    let mut hooks = GradualMagnitudePruner::new(settings.clone(), inner);
+    Ok(train_with(
+        config,
+        dataset,
+        options,
+        Some(saved.loaded.model),
+        &mut hooks,
+    )?)
 }

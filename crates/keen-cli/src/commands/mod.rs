@@ -6,6 +6,7 @@ pub mod distill;
 pub mod eval;
 pub mod info;
 pub mod predict;
+pub mod prune;
 pub mod quantize;
 pub mod train;
 

@@ -1,0 +1,85 @@
+//! `keen prune`.
+
+use std::path::PathBuf;
+
+use anyhow::Result;
+use clap::{Args, ValueEnum};
+use keen_compress::distill::DistillConfig;
+use keen_compress::prune::{MagnitudePruneConfig, PruneScope};
+
+use super::train::TrainArgs;
+use crate::device::parse_devices;
+
+/// Where the magnitude threshold applies.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ScopeArg {
+    /// One threshold across all layers.
+    Global,
+    /// Every layer reaches the sparsity.
+    Layerwise,
+}
+
+/// Options of `keen prune`: the fine-tuning options plus the model and the target sparsity.
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  keen prune --from runs/student/model.safetensors --sparsity 0.8 --epochs 2 --lr 0.01 --out runs/pruned
+  keen prune --from runs/student/model.safetensors --sparsity 0.9 --scope layerwise \\
+             --teacher runs/teacher/model.safetensors --crop-padding 0 --hflip false --out runs/pruned")]
+pub struct PruneArgs {
+    /// The trained model to prune (its architecture is kept).
+    #[arg(long, value_name = "MODEL_FILE")]
+    pub from: PathBuf,
+    /// Final fraction of zero weights (convolution and linear weights), in [0, 1).
+    #[arg(long, default_value_t = 0.8)]
+    pub sparsity: f32,
+    /// Global or layer-wise magnitude thresholds.
+    #[arg(long, value_enum, default_value = "global")]
+    pub scope: ScopeArg,
+    /// Fraction of the fine-tuning steps over which sparsity ramps up (cubic schedule).
+    #[arg(long, default_value_t = 0.7)]
+    pub ramp: f32,
+    /// Distil from this teacher while fine-tuning.
+    #[arg(long, value_name = "MODEL_FILE")]
+    pub teacher: Option<PathBuf>,
+    /// Softening temperature when distilling.
+    #[arg(long, default_value_t = 4.0)]
+    pub temperature: f32,
+    /// Weight of the teacher's soft targets when distilling.
+    #[arg(long, default_value_t = 0.9)]
+    pub alpha: f32,
+    /// Fine-tuning options (--model is taken from the model file).
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+/// Runs `keen prune`.
+pub fn run(mut args: PruneArgs) -> Result<()> {
+    let (device, _) = parse_devices(&args.train.device)?;
+    args.train.model = keen_models::weights::load(&args.from, &device)?.spec.model;
+    let settings = MagnitudePruneConfig {
+        final_sparsity: args.sparsity,
+        scope: match args.scope {
+            ScopeArg::Global => PruneScope::Global,
+            ScopeArg::Layerwise => PruneScope::Layerwise,
+        },
+        end_fraction: args.ramp.clamp(0.0, 1.0),
+        ..MagnitudePruneConfig::default()
+    };
+    let distill = DistillConfig {
+        temperature: args.temperature,
+        alpha: args.alpha,
+    };
+    let from = args.from.clone();
+    let teacher = args.teacher.clone();
+    super::train::run_with(&args.train, "pruning", |config, dataset, options| {
+        Ok(keen_compress::stages::prune_magnitude(
+            config,
+            dataset,
+            options,
+            &from,
+            &settings,
+            teacher.as_deref().map(|t| (t, &distill)),
+        )?)
+    })
+}
