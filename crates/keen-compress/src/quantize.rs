@@ -322,8 +322,8 @@ mod tests {
         let mut values: Vec<f32> = (0..10_000).map(|i| i as f32 / 10_000.0).collect();
         values.push(1000.0);
         let [lo, hi] = percentile_range(values.clone(), 99.9);
-        assert!(lo >= 0.0 && lo < 0.01, "{lo}");
-        assert!(hi > 0.98 && hi < 1.01, "{hi}");
+        assert!((0.0..0.01).contains(&lo), "{lo}");
+        assert!((0.98..1.01).contains(&hi), "{hi}");
     }
 
     #[test]

@@ -319,7 +319,7 @@ mod tests {
         // Step 2 of 4 ends the schedule: the masks reach 70%.
         let mut model = pruner.after_step(model, 2, 4);
         assert!((weight_sparsity(&model) - 0.7).abs() < 0.01);
-        let mut optimizer = ModuleOptimizer::from(SgdConfig::new().init());
+        let mut optimizer: ModuleOptimizer = SgdConfig::new().init();
         for step in 3..=4 {
             let images = Tensor::<4>::ones([2, 1, 28, 28], &device);
             let loss = model.forward(images).powi_scalar(2).mean();
