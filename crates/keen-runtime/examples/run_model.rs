@@ -4,7 +4,11 @@
 //! ```sh
 //! cargo run --release -p keen-runtime --example run_model -- model.keenrt [--batch 64]
 //! cargo run --release -p keen-runtime --example run_model -- --write-demo demo.keenrt
+//! cargo run --release -p keen-runtime --example run_model -- --write-demo-int8 demo-int8.keenrt
 //! ```
+//!
+//! The demos have cnn-small's shape and fixed pseudo-random weights (the INT8 one fixed
+//! activation scales too): they are for timing and size, not for accuracy.
 
 use std::process::ExitCode;
 use std::time::Instant;
@@ -17,7 +21,7 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("error: {message}");
-            eprintln!("usage: run_model MODEL [--batch N] | run_model --write-demo PATH");
+            eprintln!("usage: run_model MODEL [--batch N] | run_model --write-demo[-int8] PATH");
             ExitCode::FAILURE
         }
     }
@@ -27,6 +31,11 @@ fn run(args: &[String]) -> Result<(), String> {
     match args {
         [flag, path] if flag == "--write-demo" => {
             demo().save(path).map_err(|e| e.to_string())?;
+            println!("wrote {path}");
+            Ok(())
+        }
+        [flag, path] if flag == "--write-demo-int8" => {
+            demo_int8().save(path).map_err(|e| e.to_string())?;
             println!("wrote {path}");
             Ok(())
         }
@@ -72,19 +81,106 @@ fn infer(path: &str, batch: usize) -> Result<(), String> {
     Ok(())
 }
 
+/// Pseudo-random weights in ±sqrt(3 / fan_in).
+fn weights(seed: &mut u32, n: usize, fan_in: usize) -> Vec<f32> {
+    let bound = (3.0 / fan_in as f32).sqrt();
+    (0..n)
+        .map(|_| {
+            *seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            ((*seed >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0) * bound
+        })
+        .collect()
+}
+
+/// cnn-small as an INT8 graph: quantize the input, QConv2d/QLinear layers with symmetric
+/// per-channel weights, max-pool on u8, dequantize the logits.
+fn demo_int8() -> GraphBuilder {
+    let mut g = GraphBuilder::new();
+    let mut seed = 1u32;
+    let x = g.input_batched("image", &[1, 28, 28]);
+    let act = 0.05f32; // every activation: scale 0.05, zero point 0 (post-ReLU), u8
+    let q = g.op(
+        "quantize",
+        Op::QuantizeLinear(QuantizeAttrs {
+            scale: 1.0 / 255.0,
+            zero_point: 0,
+            dtype: DType::U8,
+        }),
+        &[&x],
+    );
+    let mut layer =
+        |g: &mut GraphBuilder, name: &str, input: &str, shape: Vec<usize>, s_in: f32| {
+            let (out, fan_in) = (shape[0], shape[1..].iter().product::<usize>());
+            let w = weights(&mut seed, out * fan_in, fan_in);
+            let scales: Vec<f32> = w
+                .chunks(fan_in)
+                .map(|r| r.iter().fold(1e-8f32, |m, v| m.max(v.abs())) / 127.0)
+                .collect();
+            let wq: Vec<i8> = w
+                .iter()
+                .enumerate()
+                .map(|(i, v)| (v / scales[i / fan_in]).round() as i8)
+                .collect();
+            let rank = shape.len();
+            let wn = g
+                .tensor_i8(&format!("{name}.weight"), shape, wq)
+                .expect("sizes match");
+            let sn = g
+                .tensor_f32(&format!("{name}.scales"), vec![out], scales)
+                .expect("sizes match");
+            let op = if rank == 4 {
+                Op::QConv2d(QConv2dAttrs {
+                    stride: [1, 1],
+                    padding: [1; 4],
+                    groups: 1,
+                    activation: Activation::Relu,
+                    input_scale: s_in,
+                    input_zero_point: 0,
+                    output_scale: act,
+                    output_zero_point: 0,
+                    output_dtype: DType::U8,
+                })
+            } else {
+                Op::QLinear(QLinearAttrs {
+                    activation: Activation::Relu,
+                    input_scale: s_in,
+                    input_zero_point: 0,
+                    output_scale: act,
+                    output_zero_point: 0,
+                    output_dtype: DType::U8,
+                })
+            };
+            g.op(name, op, &[input, &wn, &sn])
+        };
+    let pool = Op::MaxPool2d(MaxPool2dAttrs {
+        kernel: [2, 2],
+        stride: [2, 2],
+        padding: [0; 4],
+    });
+    let c1 = layer(&mut g, "conv1", &q, vec![32, 1, 3, 3], 1.0 / 255.0);
+    let p1 = g.op("pool1", pool.clone(), &[&c1]);
+    let c2 = layer(&mut g, "conv2", &p1, vec![64, 32, 3, 3], act);
+    let p2 = g.op("pool2", pool, &[&c2]);
+    let f = g.op("flatten", Op::Flatten(FlattenAttrs::default()), &[&p2]);
+    let h = layer(&mut g, "fc1", &f, vec![128, 3136], act);
+    let y = layer(&mut g, "head", &h, vec![10, 128], act);
+    let logits = g.op(
+        "dequantize",
+        Op::DequantizeLinear(DequantizeAttrs {
+            scale: act,
+            zero_point: 0,
+        }),
+        &[&y],
+    );
+    g.output(&logits);
+    g
+}
+
 /// keen's `cnn-small` shape (conv32-conv64-fc128, 28×28×1, 10 classes) with fixed weights.
 fn demo() -> GraphBuilder {
     let mut g = GraphBuilder::new();
     let mut seed = 1u32;
-    let mut weights = |n: usize, fan_in: usize| -> Vec<f32> {
-        let bound = (3.0 / fan_in as f32).sqrt();
-        (0..n)
-            .map(|_| {
-                seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
-                ((seed >> 8) as f32 / (1u32 << 24) as f32 * 2.0 - 1.0) * bound
-            })
-            .collect()
-    };
+    let mut weights = |n: usize, fan_in: usize| weights(&mut seed, n, fan_in);
     let x = g.input_batched("image", &[1, 28, 28]);
     let conv = Op::Conv2d(Conv2dAttrs {
         padding: [1; 4],

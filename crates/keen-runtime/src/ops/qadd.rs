@@ -4,7 +4,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::activation::{is_none, Activation};
-use super::requant::{check_scale, check_zero_point, range, QuantOut};
+use super::requant::{check_scale, check_zero_point, range, round_half_even, QuantOut};
 use super::{Kernel, NodeInputs};
 use crate::error::{op_bail, OpResult};
 use crate::tensor::{DType, Data, Value, ValueInfo};
@@ -116,7 +116,7 @@ impl QAddKernel {
         a.iter()
             .zip(b)
             .map(|(&x, &y)| {
-                let v = (self.ma * x as f32 + self.mb * y as f32).round_ties_even() as i32;
+                let v = round_half_even(self.ma * x as f32 + self.mb * y as f32) as i32;
                 T::from_clamped((v + z).clamp(self.lo, self.hi))
             })
             .collect()

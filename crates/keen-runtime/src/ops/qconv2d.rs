@@ -45,8 +45,8 @@ pub struct QConv2dAttrs {
     pub output_dtype: DType,
 }
 
-/// Largest GEMM depth: keeps `depth · 255 · 128` inside i32.
-pub(crate) const MAX_DEPTH: usize = 1 << 16;
+/// Largest GEMM depth: keeps `depth · 255 · 128 + 2^23` (sums plus bias) inside i32.
+pub(crate) const MAX_DEPTH: usize = (1 << 16) - (1 << 8);
 
 #[derive(Debug)]
 struct QConv2dKernel {

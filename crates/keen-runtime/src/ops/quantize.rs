@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::requant::{check_scale, check_zero_point, range};
+use super::requant::{check_scale, check_zero_point, range, round_half_even};
 use super::{Kernel, NodeInputs};
 use crate::error::{op_bail, OpResult};
 use crate::tensor::{DType, Data, Value, ValueInfo};
@@ -45,7 +45,7 @@ impl Kernel for QuantizeKernel {
         let inv = 1.0 / a.scale;
         let q = |x: &f32| {
             // NaN maps to the zero point (the cast gives 0); infinities saturate.
-            ((x * inv).round_ties_even() as i32)
+            (round_half_even(x * inv) as i32)
                 .saturating_add(a.zero_point)
                 .clamp(lo, hi)
         };

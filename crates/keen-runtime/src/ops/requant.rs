@@ -7,7 +7,8 @@
 //! - an INT8 bias is i32 with scale `input_scale · weight_scale[c]` and zero point 0;
 //! - requantization uses a float multiplier: `q = clamp(round_half_even((acc + bias) · M[c]) +
 //!   z_out)` with `M[c] = input_scale · weight_scale[c] / output_scale` computed in f64 and
-//!   rounded to f32 once. A fused ReLU clamps at `z_out`, a ReLU6 also at
+//!   rounded to f32 once; `acc + bias` is summed exactly in i32 (a bias beyond ±2²³ after
+//!   the zero-point correction is rejected at load). A fused ReLU clamps at `z_out`, a ReLU6 also at
 //!   `z_out + round(6 / output_scale)`.
 
 use super::activation::Activation;
@@ -53,8 +54,9 @@ pub(crate) fn to_u8_domain(zero_point: i32, dtype: DType) -> (u8, u8) {
 #[derive(Debug, Clone)]
 pub(crate) struct Requantizer {
     multiplier: Vec<f32>,
-    /// Bias with the activation zero-point correction folded in: `bias[c] - z_in · Σ w[c]`.
-    bias: Vec<i64>,
+    /// Bias with the activation zero-point correction folded in: `bias[c] - z_in · Σ w[c]`,
+    /// checked at load so that `acc + bias` cannot overflow i32.
+    bias: Vec<i32>,
     zero_point: i32,
     lo: i32,
     hi: i32,
@@ -96,15 +98,16 @@ impl Requantizer {
         if multiplier.iter().any(|m| !m.is_finite() || *m == 0.0) {
             op_bail!("a requantization multiplier over- or underflows f32");
         }
-        let bias = spec
-            .weight_sums
-            .iter()
-            .enumerate()
-            .map(|(c, &s)| {
-                let b = spec.bias.map_or(0, |b| b[c]) as i64;
-                b - spec.input_zero_point as i64 * s as i64
-            })
-            .collect();
+        // |acc| <= depth · 255 · 128 < 2^31 - 2^23 (the ops cap the depth), so a bias within
+        // ±2^23 keeps `acc + bias` inside i32.
+        let mut bias = Vec::with_capacity(spec.weight_sums.len());
+        for (c, &s) in spec.weight_sums.iter().enumerate() {
+            let b = spec.bias.map_or(0, |b| b[c]) as i64 - spec.input_zero_point as i64 * s as i64;
+            if b.abs() >= 1 << 23 {
+                op_bail!("bias of channel {c} ({b} after the zero-point correction) exceeds 2^23");
+            }
+            bias.push(b as i32);
+        }
         let (mut lo, mut hi) = range(spec.output_dtype)?;
         let z = spec.output_zero_point;
         match spec.activation {
@@ -129,8 +132,7 @@ impl Requantizer {
     /// Requantizes one accumulator of output channel `c`.
     #[inline]
     pub fn apply(&self, acc: i32, c: usize) -> i32 {
-        let v = ((acc as i64 + self.bias[c]) as f32 * self.multiplier[c]).round_ties_even();
-        // Clamp in f32 first: the cast saturates, so a huge value cannot wrap.
+        let v = round_half_even((acc + self.bias[c]) as f32 * self.multiplier[c]);
         (v as i32)
             .saturating_add(self.zero_point)
             .clamp(self.lo, self.hi)
@@ -152,6 +154,17 @@ impl Requantizer {
             }
         }
     }
+}
+
+/// Round half to even: for |x| < 2²² exactly `f32::round_ties_even`, larger values clamped
+/// to ±2²² (far outside any 8-bit range). Adding and subtracting 1.5·2²³ makes the FPU round
+/// at integer precision; unlike `round_ties_even`, which is one instruction only with SSE4.1,
+/// this vectorises with the x86-64 baseline.
+#[inline]
+pub(crate) fn round_half_even(x: f32) -> f32 {
+    const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
+    let x = x.clamp(-4_194_304.0, 4_194_304.0);
+    (x + MAGIC) - MAGIC
 }
 
 /// A quantized output element type.
@@ -186,5 +199,24 @@ pub(crate) fn quant_bytes(data: &Data) -> OpResult<&[u8]> {
         Data::U8(v) => Ok(v),
         Data::I8(v) => Ok(crate::kernels::qgemm::i8_as_u8(v)),
         _ => op_bail!("expected a u8 or i8 tensor"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn magic_rounding_is_round_half_even() {
+        let mut x = -5000.0f32;
+        while x < 5000.0 {
+            assert_eq!(round_half_even(x), x.round_ties_even(), "{x}");
+            x += 0.125;
+        }
+        for x in [0.5f32, 1.5, 2.5, -0.5, -2.5, 4_194_303.5, 0.499_999_97] {
+            assert_eq!(round_half_even(x), x.round_ties_even(), "{x}");
+        }
+        assert_eq!(round_half_even(1e30), 4_194_304.0);
+        assert_eq!(round_half_even(f32::NEG_INFINITY), -4_194_304.0);
     }
 }
