@@ -48,6 +48,10 @@ pub struct ModelInfo {
     pub num_classes: usize,
     /// Trainable parameters (batch-norm running statistics excluded, as in PyTorch).
     pub parameters: usize,
+    /// Fraction of convolution and linear weights that are exactly zero (pruned).
+    pub weight_sparsity: f32,
+    /// Whether the model is a graph with fake quantization on (simulated INT8).
+    pub quantized: bool,
     /// Multiply-accumulates per image.
     pub macs: u64,
     /// 2 × MACs.
@@ -71,6 +75,8 @@ fn describe(
         input: spec.input_shape(),
         num_classes: spec.num_classes,
         parameters: trainable_params(model),
+        weight_sparsity: keen_compress::prune::magnitude::weight_sparsity(model),
+        quantized: matches!(model, KeenModel::Graph(g) if g.quant_state().config.enabled),
         macs,
         flops: 2 * macs,
         size_bytes,
@@ -136,6 +142,15 @@ pub fn run(args: InfoArgs) -> Result<()> {
             "parameters  {} ({})",
             info.parameters,
             human(info.parameters as f64)
+        );
+        println!(
+            "sparsity    {:.1}% of conv/linear weights are zero{}",
+            100.0 * info.weight_sparsity,
+            if info.quantized {
+                "; INT8 (fake-quantized graph)"
+            } else {
+                ""
+            }
         );
         println!(
             "MACs        {} per image ({} FLOPs)",
