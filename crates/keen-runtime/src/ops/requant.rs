@@ -130,26 +130,59 @@ impl Requantizer {
     }
 
     /// Requantizes one accumulator of output channel `c`.
-    #[inline]
-    pub fn apply(&self, acc: i32, c: usize) -> i32 {
-        let v = round_half_even((acc + self.bias[c]) as f32 * self.multiplier[c]);
-        (v as i32)
-            .saturating_add(self.zero_point)
-            .clamp(self.lo, self.hi)
+    #[inline(always)]
+    fn one(acc: i32, bias: i32, multiplier: f32, zero_point: i32, lo: i32, hi: i32) -> i32 {
+        // `acc + bias` cannot overflow (depth and bias are capped at load); the rounded value
+        // is within ±2^22, so adding the zero point cannot overflow either.
+        let v = round_half_even_i32(acc.wrapping_add(bias) as f32 * multiplier);
+        v.wrapping_add(zero_point).clamp(lo, hi)
     }
 
     /// Requantizes `acc` laid out `[channels][n]` into `out` laid out `[channels][n]`
     /// (`transposed == false`, convolutions) or `[n][channels]` (`true`, linear layers).
     pub fn apply_all<T: QuantOut>(&self, acc: &[i32], n: usize, transposed: bool, out: &mut [T]) {
+        #[cfg(target_arch = "x86_64")]
+        if crate::kernels::x86::has_avx512_vnni() {
+            // SAFETY: the CPU has AVX-512 F and BW (checked just above).
+            unsafe { self.apply_all_avx512(acc, n, transposed, out) };
+            return;
+        }
+        self.apply_all_generic(acc, n, transposed, out);
+    }
+
+    /// The same loops compiled for AVX-512, so the contiguous one runs 16 lanes wide.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vl,avx512dq")]
+    unsafe fn apply_all_avx512<T: QuantOut>(
+        &self,
+        acc: &[i32],
+        n: usize,
+        transposed: bool,
+        out: &mut [T],
+    ) {
+        self.apply_all_generic(acc, n, transposed, out);
+    }
+
+    #[inline(always)]
+    fn apply_all_generic<T: QuantOut>(
+        &self,
+        acc: &[i32],
+        n: usize,
+        transposed: bool,
+        out: &mut [T],
+    ) {
         let channels = self.multiplier.len();
-        for (c, row) in acc.chunks_exact(n.max(1)).take(channels).enumerate() {
+        let (z, lo, hi) = (self.zero_point, self.lo, self.hi);
+        let params = self.bias.iter().zip(&self.multiplier);
+        for (c, (row, (&b, &m))) in acc.chunks_exact(n.max(1)).zip(params).enumerate() {
             if transposed {
                 for (j, &a) in row.iter().enumerate() {
-                    out[j * channels + c] = T::from_clamped(self.apply(a, c));
+                    out[j * channels + c] = T::from_clamped(Self::one(a, b, m, z, lo, hi));
                 }
             } else {
+                // Contiguous and branch-free: the compiler vectorises this loop.
                 for (o, &a) in out[c * n..(c + 1) * n].iter_mut().zip(row) {
-                    *o = T::from_clamped(self.apply(a, c));
+                    *o = T::from_clamped(Self::one(a, b, m, z, lo, hi));
                 }
             }
         }
@@ -160,11 +193,22 @@ impl Requantizer {
 /// to ±2²² (far outside any 8-bit range). Adding and subtracting 1.5·2²³ makes the FPU round
 /// at integer precision; unlike `round_ties_even`, which is one instruction only with SSE4.1,
 /// this vectorises with the x86-64 baseline.
-#[inline]
+#[inline(always)]
 pub(crate) fn round_half_even(x: f32) -> f32 {
     const MAGIC: f32 = 12_582_912.0; // 1.5 · 2^23
     let x = x.clamp(-4_194_304.0, 4_194_304.0);
     (x + MAGIC) - MAGIC
+}
+
+/// [`round_half_even`] straight to i32, reading the integer out of the float's bits (for
+/// `y = x + 1.5·2²³` with |x| ≤ 2²², `bits(y) - bits(1.5·2²³) = x`), which vectorises where
+/// Rust's saturating `f32 as i32` does not. The input must not be NaN (requantization
+/// products never are: accumulators and multipliers are finite).
+#[inline(always)]
+pub(crate) fn round_half_even_i32(x: f32) -> i32 {
+    const MAGIC: f32 = 12_582_912.0;
+    let y = x.clamp(-4_194_304.0, 4_194_304.0) + MAGIC;
+    (y.to_bits() as i32).wrapping_sub(MAGIC.to_bits() as i32)
 }
 
 /// A quantized output element type.
@@ -176,6 +220,7 @@ pub(crate) trait QuantOut: Copy + Default + Send + Sync {
 }
 
 impl QuantOut for u8 {
+    #[inline(always)]
     fn from_clamped(v: i32) -> Self {
         v as u8
     }
@@ -185,6 +230,7 @@ impl QuantOut for u8 {
 }
 
 impl QuantOut for i8 {
+    #[inline(always)]
     fn from_clamped(v: i32) -> Self {
         v as i8
     }
@@ -211,6 +257,7 @@ mod tests {
         let mut x = -5000.0f32;
         while x < 5000.0 {
             assert_eq!(round_half_even(x), x.round_ties_even(), "{x}");
+            assert_eq!(round_half_even_i32(x), x.round_ties_even() as i32, "{x}");
             x += 0.125;
         }
         for x in [0.5f32, 1.5, 2.5, -0.5, -2.5, 4_194_303.5, 0.499_999_97] {
