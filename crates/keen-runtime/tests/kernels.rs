@@ -48,8 +48,11 @@ proptest! {
         // The same activations given as n×k rows must pack identically.
         let bt: Vec<u8> = (0..n).flat_map(|j| (0..k).map(move |p| (j, p))).map(|(j, p)| b[p * n + j]).collect();
         let pbt = PackedB::pack_nk(n, k, &bt, 0);
+        // Repacking into a buffer that held a larger, all-255 matrix must not leak stale bytes.
+        let mut reused = PackedB::pack_kn(k + 5, n + 17, &vec![255u8; (k + 5) * (n + 17)], 0);
+        reused.repack_kn(k, n, &b, 0);
         for kernel in QgemmKernel::available() {
-            for packed in [&pb, &pbt] {
+            for packed in [&pb, &pbt, &reused] {
                 let mut c = vec![0i32; m * n];
                 prop_assert!(qgemm(kernel, &pa, packed, &mut c));
                 prop_assert_eq!(&c, &want, "{:?}", kernel);

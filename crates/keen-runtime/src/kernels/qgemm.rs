@@ -71,23 +71,38 @@ impl PackedB {
     /// Packs `b` given as row-major `k×n` (im2col layout), XOR-ing every byte with `flip`
     /// (0x80 turns i8 activations into u8 ones offset by 128; 0 leaves u8 alone).
     pub fn pack_kn(k: usize, n: usize, b: &[u8], flip: u8) -> Self {
-        let mut packed = Self::zeroed(k, n);
+        let mut packed = Self::default();
+        packed.repack_kn(k, n, b, flip);
+        packed
+    }
+
+    /// [`PackedB::pack_kn`] into this buffer, reusing its allocation (convolutions pack once
+    /// per image; a fresh zeroed buffer each time cost more than the GEMM's inner loop).
+    pub fn repack_kn(&mut self, k: usize, n: usize, b: &[u8], flip: u8) {
+        let groups = k.div_ceil(4);
+        let len = (n.div_ceil(NR) + 1) * groups * NR * 4;
+        // Every byte of the real panels is written below; the spare panel's contents only
+        // reach tile columns that are discarded, so old bytes there are harmless.
+        self.data.resize(len, 0);
+        (self.k, self.n, self.groups) = (k, n, groups);
         if b.len() < k * n {
-            return packed;
+            self.data.fill(0);
+            return;
         }
-        let groups = packed.groups;
         // Loop order follows the destination, which is written sequentially: for each panel
         // and group of 4 rows, 16 columns × 4 bytes interleaved from 4 source rows.
         for panel in 0..n.div_ceil(NR) {
             let j0 = panel * NR;
             let width = NR.min(n - j0);
             for g in 0..groups {
-                let dst = &mut packed.data[(panel * groups + g) * NR * 4..][..NR * 4];
+                let dst = &mut self.data[(panel * groups + g) * NR * 4..][..NR * 4];
                 if width == NR && 4 * g + 4 <= k {
                     let row = |q: usize| -> &[u8] { &b[(4 * g + q) * n + j0..][..NR] };
                     interleave_4x16([row(0), row(1), row(2), row(3)], flip, dst);
                     continue;
                 }
+                // A ragged edge: zero the padding (k beyond the end must multiply as 0).
+                dst.fill(0);
                 for q in 0..4.min(k - 4 * g) {
                     let src = &b[(4 * g + q) * n + j0..][..width];
                     for (c, &v) in src.iter().enumerate() {
@@ -96,7 +111,6 @@ impl PackedB {
                 }
             }
         }
-        packed
     }
 
     /// Packs `b` given transposed, as row-major `n×k` (one token per row, as a linear layer's

@@ -48,6 +48,11 @@ pub struct QConv2dAttrs {
 /// Largest GEMM depth: keeps `depth · 255 · 128 + 2^23` (sums plus bias) inside i32.
 pub(crate) const MAX_DEPTH: usize = (1 << 16) - (1 << 8);
 
+thread_local! {
+    /// Each thread's packed-activation buffer, reused image after image.
+    static PACKED_B: std::cell::Cell<PackedB> = std::cell::Cell::new(PackedB::default());
+}
+
 #[derive(Debug)]
 struct QConv2dKernel {
     shape: ConvShape,
@@ -215,20 +220,22 @@ impl QConv2dKernel {
         let mut ok = true;
         for (group, packed) in self.packed.iter().enumerate() {
             let x = &input[group * cin_g * hw..(group + 1) * cin_g * hw];
-            let b = if self.shape.is_pointwise() {
-                PackedB::pack_kn(depth, ohw, x, self.flip)
+            let mut b = PACKED_B.with(|c| c.take());
+            if self.shape.is_pointwise() {
+                b.repack_kn(depth, ohw, x, self.flip);
             } else {
                 with_scratch_u8(depth * ohw, |cols| {
                     ok &= im2col(g, cin_g, x, self.pad_byte, cols);
-                    PackedB::pack_kn(depth, ohw, cols, self.flip)
-                })
-            };
+                    b.repack_kn(depth, ohw, cols, self.flip);
+                });
+            }
             ok &= qgemm(
                 kernel,
                 packed,
                 &b,
                 &mut acc[group * cout_g * ohw..(group + 1) * cout_g * ohw],
             );
+            PACKED_B.with(|c| c.set(b));
         }
         ok
     }
