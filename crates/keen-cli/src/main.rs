@@ -36,6 +36,8 @@ struct Cli {
 enum Command {
     /// Train a model from the registry on a dataset.
     Train(commands::train::TrainArgs),
+    /// Run the action plan from a recipe: teacher, distil, prune, quantize; a stage table.
+    Compress(commands::compress::CompressArgs),
     /// Distil a teacher model into a smaller student (soft targets and labels).
     Distill(commands::distill::DistillArgs),
     /// Post-training INT8 quantization: calibrate, scan layer sensitivity, keep costly layers float.
@@ -60,6 +62,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Train(args) => commands::train::run(args),
+        Command::Compress(args) => commands::compress::run(args),
         Command::Distill(args) => commands::distill::run(args),
         Command::Quantize(args) => commands::quantize::run(args),
         Command::Qat(args) => commands::quantize::run_qat(args),

@@ -11,6 +11,7 @@ pub mod error;
 pub mod fold;
 pub mod prune;
 pub mod quantize;
+pub mod recipe;
 pub mod stages;
 pub mod teacher;
 

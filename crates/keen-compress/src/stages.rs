@@ -15,7 +15,9 @@ use keen_data::loader::Normalization;
 use keen_models::KeenModel;
 
 use crate::distill::{DistillConfig, Distiller, TeacherLogits, TeacherSource};
-use crate::prune::{GradualMagnitudePruner, MagnitudePruneConfig};
+use crate::prune::{
+    plan_channels, remove_channels, ChannelCriterion, GradualMagnitudePruner, MagnitudePruneConfig,
+};
 use crate::quantize::{
     calibrate, enable, prepare, sensitivity_scan, CalibrationConfig, SensitivityReport,
 };
@@ -255,30 +257,43 @@ pub fn quantization_aware_training(
     );
     let graph = enable(graph, ranges, true);
     let initial = KeenModel::Graph(graph).to_device(&options.device.clone().autodiff());
-    match teacher {
+    let inner: Box<dyn keen_train::TrainHooks> = match teacher {
         Some((teacher_path, settings)) => {
             settings.validate().map_err(CompressError::BadConfig)?;
-            let mut hooks = Distiller {
+            Box::new(Distiller {
                 config: settings.clone(),
                 teacher: teacher_source(config, dataset, options, teacher_path)?,
                 teacher_name: display_name(teacher_path),
-            };
-            Ok(train_with(
-                config,
-                dataset,
-                options,
-                Some(initial),
-                &mut hooks,
-            )?)
+            })
         }
-        None => Ok(train_with(
+        None => Box::new(keen_train::PlainTraining),
+    };
+    // A pruned student stays pruned: its zeros become fixed masks for the whole run.
+    let sparsity = crate::prune::magnitude::weight_sparsity(&initial);
+    if sparsity > 0.01 {
+        let hold = MagnitudePruneConfig {
+            final_sparsity: sparsity,
+            scope: crate::prune::PruneScope::Global,
+            end_fraction: 0.0,
+            updates: 1,
+        };
+        let mut hooks = GradualMagnitudePruner::new(hold, inner);
+        return Ok(train_with(
             config,
             dataset,
             options,
             Some(initial),
-            &mut keen_train::PlainTraining,
-        )?),
+            &mut hooks,
+        )?);
     }
+    let mut hooks = inner;
+    Ok(train_with(
+        config,
+        dataset,
+        options,
+        Some(initial),
+        &mut *hooks,
+    )?)
 }
 
 /// Gradual magnitude pruning of the model saved at `model_path` while fine-tuning it with
@@ -297,7 +312,7 @@ pub fn prune_magnitude(
             settings.final_sparsity
         )));
     }
-    let saved = SavedModel::load(model_path, &options.device.clone().autodiff())?;
+    let saved = SavedModel::load(model_path, &options.device)?;
     saved.check_fits(dataset, model_path)?;
     let inner: Box<dyn keen_train::TrainHooks> = match teacher {
         Some((teacher_path, distill)) => {
@@ -318,4 +333,106 @@ pub fn prune_magnitude(
         Some(saved.loaded.model),
         &mut hooks,
     )?)
+}
+
+/// What structured pruning removed, before fine-tuning.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct ChannelPruneReport {
+    /// Fraction of each prunable group's channels removed.
+    pub ratio: f32,
+    /// Trainable parameters before and after.
+    pub params: [usize; 2],
+    /// MACs per image before and after.
+    pub macs: [u64; 2],
+    /// Median milliseconds of an inference batch of 256 images before and after.
+    pub batch256_latency_ms: [f64; 2],
+}
+
+/// Median wall-clock milliseconds of `model`'s inference on a batch of 256 images.
+pub fn batch_latency_ms(
+    model: &KeenModel,
+    input: [usize; 3],
+    device: &burn::prelude::Device,
+) -> f64 {
+    use keen_models::ImageClassifier;
+    let model = model.valid();
+    let images = burn::prelude::Tensor::<4>::zeros([256, input[0], input[1], input[2]], device);
+    let _ = model.forward(images.clone()).into_data();
+    let mut times: Vec<f64> = (0..5)
+        .map(|_| {
+            let start = std::time::Instant::now();
+            let _ = model.forward(images.clone()).into_data();
+            start.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[times.len() / 2]
+}
+
+/// Structured pruning of the model saved at `model_path`: removes `ratio` of the channels of
+/// every prunable dependency group (ranked by `criterion`), then fine-tunes with `config`'s
+/// schedule, distilling from `teacher` when one is given.
+pub fn prune_channels_and_finetune(
+    config: &TrainConfig,
+    dataset: &ImageDataset,
+    options: &TrainOptions,
+    model_path: &Path,
+    ratio: f32,
+    criterion: ChannelCriterion,
+    teacher: Option<(&Path, &DistillConfig)>,
+) -> Result<(TrainSummary, ChannelPruneReport), CompressError> {
+    use keen_models::ImageClassifier;
+    if !(0.0..1.0).contains(&ratio) {
+        return Err(CompressError::BadConfig(format!(
+            "channel ratio must be in [0, 1), got {ratio}"
+        )));
+    }
+    let saved = SavedModel::load(model_path, &options.device)?;
+    saved.check_fits(dataset, model_path)?;
+    let input = saved.loaded.spec.input_shape();
+    let graph = saved.loaded.model.valid().to_graph(input)?;
+    let plan = plan_channels(&graph, ratio, criterion);
+    let pruned = KeenModel::Graph(remove_channels(graph, &plan));
+    let report = ChannelPruneReport {
+        ratio,
+        params: [
+            keen_models::trainable_params(&saved.loaded.model),
+            keen_models::trainable_params(&pruned),
+        ],
+        macs: [saved.loaded.model.macs(input), pruned.macs(input)],
+        batch256_latency_ms: [
+            batch_latency_ms(&saved.loaded.model, input, &options.device),
+            batch_latency_ms(&pruned, input, &options.device),
+        ],
+    };
+    eprintln!(
+        "removed {:.0}% of channels: parameters {} -> {}, MACs {} -> {}, batch-256 latency {:.1} -> {:.1} ms",
+        100.0 * ratio,
+        report.params[0],
+        report.params[1],
+        report.macs[0],
+        report.macs[1],
+        report.batch256_latency_ms[0],
+        report.batch256_latency_ms[1]
+    );
+    let initial = pruned.to_device(&options.device.clone().autodiff());
+    let summary = match teacher {
+        Some((teacher_path, distill)) => {
+            distill.validate().map_err(CompressError::BadConfig)?;
+            let mut hooks = Distiller {
+                config: distill.clone(),
+                teacher: teacher_source(config, dataset, options, teacher_path)?,
+                teacher_name: display_name(teacher_path),
+            };
+            train_with(config, dataset, options, Some(initial), &mut hooks)?
+        }
+        None => train_with(
+            config,
+            dataset,
+            options,
+            Some(initial),
+            &mut keen_train::PlainTraining,
+        )?,
+    };
+    Ok((summary, report))
 }

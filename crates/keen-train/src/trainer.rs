@@ -234,7 +234,9 @@ pub fn train_with(
     let metadata = model_metadata(config, dataset, &normalization);
 
     let mut model: KeenModel = match initial {
-        Some(model) => model,
+        // Models loaded from files or made by compression may come in validation mode or on the
+        // plain device: put them where training needs them, with gradients on.
+        Some(model) => model.to_device(&autodiff).train(),
         None => seeded_model(&spec, config.seed, &autodiff)?,
     };
     let mut optimizer = build_optimizer(config);

@@ -1,6 +1,7 @@
 //! One module per subcommand, plus what several of them share.
 
 pub mod bench;
+pub mod compress;
 pub mod datasets;
 pub mod distill;
 pub mod eval;

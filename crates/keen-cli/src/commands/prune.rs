@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::{Args, ValueEnum};
 use keen_compress::distill::DistillConfig;
-use keen_compress::prune::{MagnitudePruneConfig, PruneScope};
+use keen_compress::prune::{ChannelCriterion, MagnitudePruneConfig, PruneScope};
 
 use super::train::TrainArgs;
 use crate::device::parse_devices;
@@ -19,17 +19,34 @@ pub enum ScopeArg {
     Layerwise,
 }
 
+/// How structured pruning ranks channels.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum CriterionArg {
+    /// L1 norm of the filters producing a channel.
+    L1,
+    /// Batch-norm scale |gamma| (network slimming).
+    BnScale,
+}
+
 /// Options of `keen prune`: the fine-tuning options plus the model and the target sparsity.
 #[derive(Args, Debug)]
 #[command(after_help = "\
 Examples:
   keen prune --from runs/student/model.safetensors --sparsity 0.8 --epochs 2 --lr 0.01 --out runs/pruned
+  keen prune --from runs/teacher/model.safetensors --channels 0.5 --epochs 2 --lr 0.02 --out runs/slim
   keen prune --from runs/student/model.safetensors --sparsity 0.9 --scope layerwise \\
              --teacher runs/teacher/model.safetensors --crop-padding 0 --hflip false --out runs/pruned")]
 pub struct PruneArgs {
     /// The trained model to prune (its architecture is kept).
     #[arg(long, value_name = "MODEL_FILE")]
     pub from: PathBuf,
+    /// Structured pruning: remove this fraction of the channels of every prunable group
+    /// (following residual and depthwise dependencies) instead of zeroing single weights.
+    #[arg(long, value_name = "RATIO", conflicts_with = "sparsity")]
+    pub channels: Option<f32>,
+    /// How structured pruning ranks channels.
+    #[arg(long, value_enum, default_value = "l1")]
+    pub criterion: CriterionArg,
     /// Final fraction of zero weights (convolution and linear weights), in [0, 1).
     #[arg(long, default_value_t = 0.8)]
     pub sparsity: f32,
@@ -72,6 +89,29 @@ pub fn run(mut args: PruneArgs) -> Result<()> {
     };
     let from = args.from.clone();
     let teacher = args.teacher.clone();
+    if let Some(ratio) = args.channels {
+        let criterion = match args.criterion {
+            CriterionArg::L1 => ChannelCriterion::L1,
+            CriterionArg::BnScale => ChannelCriterion::BnScale,
+        };
+        return super::train::run_with(
+            &args.train,
+            "channel pruning",
+            |config, dataset, options| {
+                let (summary, report) = keen_compress::stages::prune_channels_and_finetune(
+                    config,
+                    dataset,
+                    options,
+                    &from,
+                    ratio,
+                    criterion,
+                    teacher.as_deref().map(|t| (t, &distill)),
+                )?;
+                crate::output::write_json(&options.out_dir.join("prune.json"), &report)?;
+                Ok(summary)
+            },
+        );
+    }
     super::train::run_with(&args.train, "pruning", |config, dataset, options| {
         Ok(keen_compress::stages::prune_magnitude(
             config,

@@ -1,0 +1,486 @@
+//! Recipes: the action plan as one TOML file, run stage by stage with a stage table.
+//!
+//! A recipe names a teacher (trained here, or an existing file), then the stages that compress a
+//! student: distillation, pruning (magnitude or channels), post-training quantization and
+//! quantization-aware training with the teacher. Each stage writes its own run folder under the
+//! recipe's output folder and, last, a `stage.json` with its figures: a stage with a `stage.json`
+//! is done, and a rerun resumes at the first stage without one (inside a stage, training resumes
+//! from its last finished epoch). The stage table is written as JSON and Markdown after every
+//! stage.
+
+use std::path::{Path, PathBuf};
+
+use burn::prelude::*;
+use keen_data::augment::AugmentConfig;
+use keen_data::dataset::ImageDataset;
+use keen_models::{trainable_params, ImageClassifier, KeenModel};
+use keen_train::{evaluate_all, train, TrainConfig, TrainOptions};
+use serde::{Deserialize, Serialize};
+
+use crate::distill::DistillConfig;
+use crate::prune::{ChannelCriterion, MagnitudePruneConfig, PruneScope};
+use crate::quantize::{CalibrationConfig, RangeMethod};
+use crate::stages;
+use crate::teacher::SavedModel;
+use crate::CompressError;
+
+/// The teacher: trained by the recipe, or given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeacherStage {
+    /// Registry name of the teacher.
+    pub model: String,
+    /// An existing teacher file: no training, and the recipe's time excludes it.
+    pub path: Option<PathBuf>,
+    /// Epochs when training it (else the model's preset).
+    pub epochs: Option<usize>,
+    /// Train it with the preset's augmentation (crop, flips); false trains without.
+    #[serde(default = "default_true")]
+    pub augment: bool,
+}
+
+fn default_true() -> bool {
+    true
+}
+
+/// Distillation of the student.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DistillStage {
+    /// Registry name of the student.
+    pub student: String,
+    /// Epochs.
+    pub epochs: usize,
+    /// Peak learning rate (SGD with Nesterov momentum, cosine).
+    pub lr: f64,
+    /// Softening temperature.
+    #[serde(default = "default_temperature")]
+    pub temperature: f32,
+    /// Weight of the soft targets.
+    #[serde(default = "default_alpha")]
+    pub alpha: f32,
+}
+
+fn default_temperature() -> f32 {
+    4.0
+}
+fn default_alpha() -> f32 {
+    0.9
+}
+
+/// Pruning of the distilled student, fine-tuned with the teacher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PruneStage {
+    /// Unstructured: final fraction of zero weights.
+    pub sparsity: Option<f32>,
+    /// Structured: fraction of channels removed from every prunable group.
+    pub channels: Option<f32>,
+    /// Fine-tuning epochs.
+    pub epochs: usize,
+    /// Peak fine-tuning learning rate.
+    pub lr: f64,
+}
+
+/// Post-training quantization.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuantizeStage {
+    /// Range method.
+    #[serde(default = "default_method")]
+    pub method: RangeMethod,
+    /// Calibration batches of 128 images.
+    #[serde(default = "default_batches")]
+    pub batches: usize,
+    /// Keep the costliest layers in float until the drop is at most this many points.
+    pub max_drop: Option<f64>,
+}
+
+fn default_method() -> RangeMethod {
+    RangeMethod::MinMax
+}
+fn default_batches() -> usize {
+    8
+}
+
+/// Quantization-aware training with the teacher.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QatStage {
+    /// Epochs.
+    pub epochs: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+}
+
+/// A whole recipe.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Recipe {
+    /// Dataset spec.
+    #[serde(default = "default_dataset")]
+    pub dataset: String,
+    /// Seed of every stage.
+    #[serde(default = "default_seed")]
+    pub seed: u64,
+    /// The teacher.
+    pub teacher: TeacherStage,
+    /// Distillation into the student.
+    pub distill: DistillStage,
+    /// Pruning (optional).
+    pub prune: Option<PruneStage>,
+    /// Post-training quantization (optional; with `qat` it is the comparison).
+    pub quantize: Option<QuantizeStage>,
+    /// Quantization-aware training (optional).
+    pub qat: Option<QatStage>,
+}
+
+fn default_dataset() -> String {
+    "fashion-mnist".into()
+}
+fn default_seed() -> u64 {
+    42
+}
+
+impl Recipe {
+    /// Parses a recipe, naming the file in errors.
+    pub fn from_toml(text: &str, path: &Path) -> Result<Self, CompressError> {
+        let recipe: Recipe = toml::from_str(text).map_err(|e| CompressError::BadModel {
+            path: path.to_path_buf(),
+            reason: format!("not a valid recipe: {e}"),
+        })?;
+        if let Some(prune) = &recipe.prune {
+            if prune.sparsity.is_some() == prune.channels.is_some() {
+                return Err(CompressError::BadModel {
+                    path: path.to_path_buf(),
+                    reason: "[prune] needs exactly one of `sparsity` (unstructured) or `channels` (structured)".into(),
+                });
+            }
+        }
+        Ok(recipe)
+    }
+}
+
+/// One row of the stage table.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StageRow {
+    /// Stage name.
+    pub stage: String,
+    /// Its model file.
+    pub model_path: PathBuf,
+    /// Test accuracy.
+    pub test_accuracy: f64,
+    /// Trainable parameters.
+    pub params: usize,
+    /// Non-zero trainable parameters.
+    pub nonzero_params: usize,
+    /// MACs per image.
+    pub macs: u64,
+    /// Size of the model file (fp32 safetensors).
+    pub file_bytes: u64,
+    /// Size of the weights stored as INT8 (weights 1 byte, biases and per-channel scales 4
+    /// bytes), for quantized stages.
+    pub int8_bytes: Option<u64>,
+    /// Median milliseconds of a 256-image inference batch in burn (fp32, or simulated INT8).
+    pub batch256_latency_ms: f64,
+    /// Seconds the stage took.
+    pub seconds: f64,
+}
+
+fn nonzero<M: burn::module::Module>(model: &M) -> usize {
+    struct Count(usize);
+    impl burn::module::ModuleVisitor for Count {
+        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+            if param.val().is_require_grad() || D >= 1 {
+                let values = param
+                    .val()
+                    .into_data()
+                    .convert::<f32>()
+                    .try_to_vec::<f32>()
+                    .unwrap_or_default();
+                self.0 += values.iter().filter(|v| **v != 0.0).count();
+            }
+        }
+    }
+    let _ = trainable_params(model);
+    let mut count = Count(0);
+    model.visit(&mut count);
+    count.0
+}
+
+/// INT8 storage of a quantized graph: 1 byte per conv/linear weight, 4 per bias and per-channel
+/// scale.
+pub fn int8_bytes(model: &KeenModel) -> Option<u64> {
+    let KeenModel::Graph(graph) = model else {
+        return None;
+    };
+    if !graph.quant_state().config.enabled {
+        return None;
+    }
+    let mut bytes = 0u64;
+    for conv in &graph.convs {
+        let dims = conv.weight.dims();
+        bytes += dims.iter().product::<usize>() as u64 + 4 * dims[0] as u64;
+        bytes += conv.bias.as_ref().map_or(0, |b| 4 * b.dims()[0] as u64);
+    }
+    for linear in &graph.linears {
+        let [i, o] = linear.weight.dims();
+        bytes += (i * o) as u64 + 4 * o as u64;
+        bytes += linear.bias.as_ref().map_or(0, |b| 4 * b.dims()[0] as u64);
+    }
+    Some(bytes)
+}
+
+fn row(
+    stage: &str,
+    path: &Path,
+    test: &ImageDataset,
+    seconds: f64,
+    device: &Device,
+) -> Result<StageRow, CompressError> {
+    let saved = SavedModel::load(path, device)?;
+    let model = &saved.loaded.model;
+    let input = saved.loaded.spec.input_shape();
+    let report = evaluate_all(model, test, &saved.normalization, 256, device);
+    let file_bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    Ok(StageRow {
+        stage: stage.to_string(),
+        model_path: path.to_path_buf(),
+        test_accuracy: report.accuracy,
+        params: trainable_params(model),
+        nonzero_params: nonzero(model).min(trainable_params(model)),
+        macs: model.macs(input),
+        file_bytes,
+        int8_bytes: int8_bytes(model),
+        batch256_latency_ms: stages::batch_latency_ms(model, input, device),
+        seconds,
+    })
+}
+
+/// The stage table as Markdown.
+pub fn markdown_table(rows: &[StageRow]) -> String {
+    let mut out = String::from(
+        "| stage | test acc | params | non-zero | MACs | fp32 file | INT8 weights | batch-256 ms | stage s |\n|---|---|---|---|---|---|---|---|---|\n",
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "| {} | {:.2}% | {} | {} | {} | {} | {} | {:.1} | {:.0} |\n",
+            r.stage,
+            100.0 * r.test_accuracy,
+            r.params,
+            r.nonzero_params,
+            r.macs,
+            r.file_bytes,
+            r.int8_bytes.map_or("—".to_string(), |b| b.to_string()),
+            r.batch256_latency_ms,
+            r.seconds
+        ));
+    }
+    out
+}
+
+/// How to run a recipe.
+pub struct RecipeOptions {
+    /// Output folder.
+    pub out_dir: PathBuf,
+    /// Compute device.
+    pub device: Device,
+    /// Progress bars.
+    pub progress: bool,
+}
+
+fn student_config(
+    recipe: &Recipe,
+    model: &str,
+    epochs: usize,
+    lr: f64,
+    warmup: f64,
+) -> TrainConfig {
+    TrainConfig {
+        dataset: recipe.dataset.clone(),
+        epochs,
+        lr,
+        seed: recipe.seed,
+        warmup_epochs: warmup,
+        // Without augmentation the teacher's logits are computed once and cached.
+        augment: AugmentConfig::none(),
+        ..TrainConfig::preset(model)
+    }
+}
+
+/// Runs `recipe` on `train_set`, evaluating every stage on `test_set`; returns the stage table.
+pub fn run_recipe(
+    recipe: &Recipe,
+    train_set: &ImageDataset,
+    test_set: &ImageDataset,
+    options: &RecipeOptions,
+) -> Result<Vec<StageRow>, CompressError> {
+    let device = &options.device;
+    let mut rows: Vec<StageRow> = Vec::new();
+    let write_table = |rows: &[StageRow]| -> Result<(), CompressError> {
+        let io = |path: PathBuf| move |source| CompressError::Io { path, source };
+        let json = serde_json::to_vec_pretty(rows).unwrap_or_default();
+        let json_path = options.out_dir.join("stages.json");
+        keen_models::weights::write_atomic(&json_path, &json).map_err(io(json_path.clone()))?;
+        let md_path = options.out_dir.join("stages.md");
+        keen_models::weights::write_atomic(&md_path, markdown_table(rows).as_bytes())
+            .map_err(io(md_path.clone()))
+    };
+    // Runs one stage unless its stage.json exists; returns its model file.
+    let stage = |name: &str,
+                 rows: &mut Vec<StageRow>,
+                 body: &mut dyn FnMut(&Path) -> Result<PathBuf, CompressError>|
+     -> Result<PathBuf, CompressError> {
+        let dir = options.out_dir.join(name);
+        let done = dir.join("stage.json");
+        if let Ok(text) = std::fs::read_to_string(&done) {
+            if let Ok(row) = serde_json::from_str::<StageRow>(&text) {
+                eprintln!("stage {name}: done earlier ({})", done.display());
+                let path = row.model_path.clone();
+                rows.push(row);
+                write_table(rows)?;
+                return Ok(path);
+            }
+        }
+        eprintln!("stage {name}: running in {}", dir.display());
+        let start = std::time::Instant::now();
+        let path = body(&dir)?;
+        let row = row(name, &path, test_set, start.elapsed().as_secs_f64(), device)?;
+        eprintln!(
+            "stage {name}: test accuracy {:.2}%, {} parameters ({} non-zero), {:.1}s",
+            100.0 * row.test_accuracy,
+            row.params,
+            row.nonzero_params,
+            row.seconds
+        );
+        let json = serde_json::to_vec_pretty(&row).unwrap_or_default();
+        keen_models::weights::write_atomic(&done, &json).map_err(|source| CompressError::Io {
+            path: done.clone(),
+            source,
+        })?;
+        rows.push(row);
+        write_table(rows)?;
+        Ok(path)
+    };
+    let train_options = |dir: &Path| TrainOptions {
+        out_dir: dir.to_path_buf(),
+        resume: dir.join("state.json").exists(),
+        device: device.clone(),
+        extra_devices: Vec::new(),
+        progress: options.progress,
+        stop_after_epochs: None,
+    };
+    let finished = |summary: keen_train::TrainSummary, dir: &Path| {
+        summary.model_path.ok_or_else(|| {
+            CompressError::BadConfig(format!("the run in {} did not finish", dir.display()))
+        })
+    };
+
+    let teacher = stage(
+        "teacher",
+        &mut rows,
+        &mut |dir| match &recipe.teacher.path {
+            Some(path) => Ok(path.clone()),
+            None => {
+                let mut config = TrainConfig::preset(&recipe.teacher.model);
+                config.dataset = recipe.dataset.clone();
+                config.seed = recipe.seed;
+                if let Some(epochs) = recipe.teacher.epochs {
+                    config.epochs = epochs;
+                }
+                if !recipe.teacher.augment {
+                    config.augment = AugmentConfig::none();
+                }
+                finished(train(&config, train_set, &train_options(dir))?, dir)
+            }
+        },
+    )?;
+    let d = &recipe.distill;
+    let distill_settings = DistillConfig {
+        temperature: d.temperature,
+        alpha: d.alpha,
+    };
+    let mut student = stage("distill", &mut rows, &mut |dir| {
+        let config = student_config(recipe, &d.student, d.epochs, d.lr, 0.3);
+        let summary = stages::distill(
+            &config,
+            train_set,
+            &train_options(dir),
+            &teacher,
+            &distill_settings,
+        )?;
+        finished(summary, dir)
+    })?;
+    if let Some(p) = &recipe.prune {
+        student = stage("prune", &mut rows, &mut |dir| {
+            let config = student_config(recipe, &d.student, p.epochs, p.lr, 0.0);
+            let opts = train_options(dir);
+            let summary = match (p.sparsity, p.channels) {
+                (_, Some(ratio)) => {
+                    stages::prune_channels_and_finetune(
+                        &config,
+                        train_set,
+                        &opts,
+                        &student,
+                        ratio,
+                        ChannelCriterion::BnScale,
+                        Some((&teacher, &distill_settings)),
+                    )?
+                    .0
+                }
+                (sparsity, None) => stages::prune_magnitude(
+                    &config,
+                    train_set,
+                    &opts,
+                    &student,
+                    &MagnitudePruneConfig {
+                        final_sparsity: sparsity.unwrap_or(0.5),
+                        scope: PruneScope::Global,
+                        ..MagnitudePruneConfig::default()
+                    },
+                    Some((&teacher, &distill_settings)),
+                )?,
+            };
+            finished(summary, dir)
+        })?;
+    }
+    if let Some(q) = &recipe.quantize {
+        stage("ptq", &mut rows, &mut |dir| {
+            let out = dir.join("model.safetensors");
+            let calibration = CalibrationConfig {
+                batches: q.batches,
+                method: q.method,
+                ..CalibrationConfig::default()
+            };
+            let report = stages::post_training_quantize(
+                &student,
+                train_set,
+                &calibration,
+                q.max_drop.is_some(),
+                q.max_drop.map(|p| p / 100.0),
+                &out,
+                device,
+            )?;
+            let json = serde_json::to_vec_pretty(&report).unwrap_or_default();
+            let path = dir.join("ptq.json");
+            keen_models::weights::write_atomic(&path, &json)
+                .map_err(|source| CompressError::Io { path, source })?;
+            Ok(out)
+        })?;
+    }
+    if let Some(q) = &recipe.qat {
+        stage("qat", &mut rows, &mut |dir| {
+            let config = student_config(recipe, &d.student, q.epochs, q.lr, 0.0);
+            let summary = stages::quantization_aware_training(
+                &config,
+                train_set,
+                &train_options(dir),
+                &student,
+                Some((&teacher, &distill_settings)),
+                &CalibrationConfig::default(),
+            )?;
+            finished(summary, dir)
+        })?;
+    }
+    Ok(rows)
+}
