@@ -5,6 +5,7 @@
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
 use keen_runtime::kernels::qgemm::{qgemm, PackedA, PackedB, QgemmKernel};
 use keen_runtime::kernels::sgemm::{sgemm, MatRef};
+use keen_runtime::kernels::sparse::CsrMatrix;
 
 fn gemms(c: &mut Criterion) {
     let (m, k) = (64, 288);
@@ -25,6 +26,23 @@ fn gemms(c: &mut Criterion) {
                 )
             })
         });
+        for density_pct in [10usize, 20] {
+            let pruned: Vec<f32> = a
+                .iter()
+                .enumerate()
+                .map(|(i, &v)| {
+                    if i * 37 % 100 < density_pct {
+                        v + 0.01
+                    } else {
+                        0.0
+                    }
+                })
+                .collect();
+            let csr = CsrMatrix::from_dense(m, k, &pruned);
+            group.bench_function(format!("sparse_f32_{density_pct}pct_dense"), |bench| {
+                bench.iter(|| csr.matmul(MatRef::row_major(&b, k, n), &mut out))
+            });
+        }
         let qa: Vec<i8> = (0..m * k).map(|i| (i % 255) as i8).collect();
         let qb: Vec<u8> = (0..k * n).map(|i| (i % 251) as u8).collect();
         let pa = PackedA::pack(m, k, &qa);

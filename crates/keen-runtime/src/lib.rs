@@ -11,6 +11,8 @@
 //!   conventions, [`format`] the file layout, and `INT8_GEMM.md` the INT8 design.
 //! - [`kernels`] holds the math, each fast kernel beside a scalar reference.
 
+#![warn(missing_docs)]
+
 mod builder;
 mod error;
 pub mod format;

@@ -5,6 +5,7 @@ use keen_runtime::kernels::im2col::im2col;
 use keen_runtime::kernels::qgemm::{qgemm, PackedA, PackedB, QgemmKernel};
 use keen_runtime::kernels::reference::{self, ConvGeometry};
 use keen_runtime::kernels::sgemm::{sgemm, MatRef};
+use keen_runtime::kernels::sparse::CsrMatrix;
 use proptest::prelude::*;
 
 fn bytes(len: usize, seed: u64) -> Vec<u8> {
@@ -127,5 +128,25 @@ proptest! {
         let mut got = vec![0i32; c * oh * ow];
         depthwise_u8(&g, &xq, zp, &wq, &mut got);
         prop_assert_eq!(got, reference::qconv2d(&g, &xq, zp, &wq));
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// CSR × dense equals the dense product, at any sparsity (empty rows included).
+    #[test]
+    fn sparse_matmul_matches_reference(m in 1usize..30, n in 1usize..40, k in 1usize..50, keep in 0u8..=255, seed: u64) {
+        let mask = bytes(m * k, seed ^ 13);
+        let a: Vec<f32> = floats(m * k, seed).iter().zip(&mask).map(|(v, &r)| if r <= keep { *v } else { 0.0 }).collect();
+        let b = floats(k * n, seed ^ 2);
+        let mut want = vec![0f32; m * n];
+        reference::sgemm(m, n, k, &a, [k, 1], &b, [n, 1], &mut want);
+        let csr = CsrMatrix::from_dense(m, k, &a);
+        let mut got = vec![1f32; m * n];
+        prop_assert!(csr.matmul(MatRef::row_major(&b, k, n), &mut got));
+        for (g, w) in got.iter().zip(&want) {
+            prop_assert!((g - w).abs() <= 1e-4 * (1.0 + w.abs()), "{} vs {}", g, w);
+        }
     }
 }

@@ -324,3 +324,55 @@ fn quantize_dequantize_round_trip_within_half_a_step() {
     // -1.0 → 0 → -1.0; -0.26 → round(-2.6)+10 = 7 → -0.3; 100 saturates at 255 → 24.5.
     assert_close(y.data(), &[-1.0, -0.3, 0.0, 0.3, 24.5], 1e-6);
 }
+
+#[test]
+fn pruned_conv_takes_the_sparse_path_and_matches_the_reference() {
+    use keen_runtime::kernels::reference::{conv2d, ConvGeometry};
+    // 90% of the weights zero: the op switches to CSR × dense; results must not change.
+    let (c, co, hw) = (6, 8, 7);
+    let w: Vec<f32> = (0..co * c * 9)
+        .map(|i| {
+            if i % 10 == 3 {
+                (i % 7) as f32 - 3.0
+            } else {
+                0.0
+            }
+        })
+        .collect();
+    let x: Vec<f32> = (0..2 * c * hw * hw)
+        .map(|i| ((i * 37) % 11) as f32 * 0.25 - 1.0)
+        .collect();
+    let op = Op::Conv2d(Conv2dAttrs {
+        padding: [1; 4],
+        ..Default::default()
+    });
+    let y = run_op(
+        op,
+        t(vec![2, c, hw, hw], x.clone()),
+        &[("w", vec![co, c, 3, 3], w.clone())],
+    )
+    .unwrap();
+    let g = ConvGeometry {
+        batch: 2,
+        in_channels: c,
+        in_hw: [hw, hw],
+        out_channels: co,
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [1; 4],
+        groups: 1,
+    };
+    assert_close(y.data(), &conv2d(&g, &x, &w, None), 1e-4);
+}
+
+#[test]
+fn max_pool_with_padding_and_overlap() {
+    // 3×3 window, stride 1, padding 1 over a 2×2 plane: every window sees the whole plane.
+    let x = t(vec![1, 1, 2, 2], vec![1.0, -2.0, 3.0, 0.5]);
+    let op = Op::MaxPool2d(MaxPool2dAttrs {
+        kernel: [3, 3],
+        stride: [1, 1],
+        padding: [1; 4],
+    });
+    assert_close(run_op(op, x, &[]).unwrap().data(), &[3.0; 4], 0.0);
+}

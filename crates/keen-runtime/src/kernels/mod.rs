@@ -6,12 +6,14 @@
 //!   tiles chosen at run time ([`x86`] holds the SIMD tiles). See `INT8_GEMM.md`.
 //! - [`im2col`]: unfolds convolution patches so convolutions run as GEMMs.
 //! - [`depthwise`]: direct depthwise convolution (one filter per channel), fp32 and int8.
+//! - [`sparse`]: CSR weights × dense activations, for convolutions pruned past 85% sparsity.
 
 pub mod depthwise;
 pub mod im2col;
 pub mod qgemm;
 pub mod reference;
 pub mod sgemm;
+pub mod sparse;
 #[cfg(target_arch = "x86_64")]
 pub mod x86;
 

@@ -1,5 +1,6 @@
 //! fp32 2-D convolution with optional bias and fused ReLU/ReLU6: im2col + GEMM per group, a
-//! plain GEMM for 1×1 stride-1 convolutions (no unfolding), a direct loop for depthwise ones.
+//! plain GEMM for 1×1 stride-1 convolutions (no unfolding), a direct loop for depthwise ones,
+//! and a sparse × dense product when pruning left at most 15% of the weights non-zero.
 
 use serde::{Deserialize, Serialize};
 
@@ -10,6 +11,7 @@ use crate::kernels::depthwise::depthwise_f32;
 use crate::kernels::im2col::im2col;
 use crate::kernels::reference::ConvGeometry;
 use crate::kernels::sgemm::{sgemm, MatRef};
+use crate::kernels::sparse::{CsrMatrix, SPARSE_MAX_DENSITY};
 use crate::tensor::{DType, Value, ValueInfo};
 
 /// Attributes of [`crate::Op::Conv2d`]. The kernel size is the weight's.
@@ -158,6 +160,8 @@ impl ConvShape {
 struct Conv2dKernel {
     shape: ConvShape,
     weight: Vec<f32>,
+    /// Per group, the weights as CSR when they are sparse enough for that to pay.
+    sparse: Option<Vec<CsrMatrix>>,
     bias: Option<Vec<f32>>,
     activation: Activation,
 }
@@ -175,9 +179,18 @@ impl Conv2dAttrs {
             }
             None => None,
         };
+        let w = weight.as_f32()?;
+        let (cout_g, depth) = (shape.out_channels / shape.groups, shape.depth());
+        let sparse: Vec<CsrMatrix> = (0..shape.groups)
+            .map(|g| {
+                CsrMatrix::from_dense(cout_g, depth, &w[g * cout_g * depth..][..cout_g * depth])
+            })
+            .collect();
+        let dense_enough = sparse.iter().any(|m| m.density() > SPARSE_MAX_DENSITY);
         Ok(Box::new(Conv2dKernel {
             shape,
-            weight: weight.as_f32()?.to_vec(),
+            sparse: (!shape.is_depthwise() && !dense_enough).then_some(sparse),
+            weight: w.to_vec(),
             bias,
             activation: self.activation,
         }))
@@ -242,12 +255,17 @@ impl Conv2dKernel {
                 depth,
             );
             let o = &mut out[group * cout_g * ohw..(group + 1) * cout_g * ohw];
+            let sparse = self.sparse.as_ref().map(|s| &s[group]);
+            let multiply = |b: MatRef, o: &mut [f32]| match sparse {
+                Some(csr) => csr.matmul(b, o),
+                None => sgemm(w, b, o, ohw, false),
+            };
             ok &= if self.shape.is_pointwise() {
-                sgemm(w, MatRef::row_major(x, depth, ohw), o, ohw, false)
+                multiply(MatRef::row_major(x, depth, ohw), o)
             } else {
                 with_scratch_f32(depth * ohw, |cols| {
                     im2col(g, cin_g, x, 0.0, cols)
-                        && sgemm(w, MatRef::row_major(cols, depth, ohw), o, ohw, false)
+                        && multiply(MatRef::row_major(cols, depth, ohw), o)
                 })
             };
         }
