@@ -46,6 +46,8 @@ enum Command {
     Qat(commands::quantize::QatArgs),
     /// Gradual magnitude pruning while fine-tuning (optionally distilling from a teacher).
     Prune(commands::prune::PruneArgs),
+    /// Export a model: FP16 or BF16 weights.
+    Export(commands::export::ExportArgs),
     /// Evaluate a saved model: accuracy, per-class accuracy, confusion matrix.
     Eval(commands::eval::EvalArgs),
     /// Classify image files with a saved model (top-k with probabilities).
@@ -67,6 +69,7 @@ fn main() -> ExitCode {
         Command::Quantize(args) => commands::quantize::run(args),
         Command::Qat(args) => commands::quantize::run_qat(args),
         Command::Prune(args) => commands::prune::run(args),
+        Command::Export(args) => commands::export::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Info(args) => commands::info::run(args),

@@ -8,6 +8,7 @@
 pub mod distill;
 pub mod edit;
 pub mod error;
+pub mod export;
 pub mod fold;
 pub mod prune;
 pub mod quantize;

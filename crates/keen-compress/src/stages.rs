@@ -105,9 +105,24 @@ pub fn cached_teacher_logits(
         dataset.len()
     );
     let path = dir.join("teacher-logits.bin");
-    if let Some(logits) = TeacherLogits::read(&path, &key, dataset.len()) {
-        eprintln!("using the teacher's cached logits in {}", path.display());
-        return Ok(logits);
+    // A recipe's stages are sibling folders: a cache any of them wrote for this teacher serves.
+    let mut candidates = vec![path.clone()];
+    if let Some(Ok(siblings)) = dir.parent().map(std::fs::read_dir) {
+        let mut others: Vec<PathBuf> = siblings
+            .filter_map(|e| e.ok().map(|e| e.path().join("teacher-logits.bin")))
+            .filter(|p| p != &path && p.exists())
+            .collect();
+        others.sort();
+        candidates.extend(others);
+    }
+    for candidate in &candidates {
+        if let Some(logits) = TeacherLogits::read(candidate, &key, dataset.len()) {
+            eprintln!(
+                "using the teacher's cached logits in {}",
+                candidate.display()
+            );
+            return Ok(logits);
+        }
     }
     let shared = Arc::new(dataset.clone());
     let all: Vec<usize> = (0..dataset.len()).collect();

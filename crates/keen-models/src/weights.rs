@@ -10,6 +10,7 @@ use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
+use burn::module::Module;
 use burn::prelude::*;
 use burn::store::{ModuleSnapshot, SafetensorsStore};
 
@@ -236,5 +237,21 @@ fn load_into(mut model: KeenModel, path: &Path, bytes: Vec<u8>) -> Result<KeenMo
             ),
         ));
     }
-    Ok(model)
+    // Half-precision exports load as 16-bit tensors; keen computes in f32.
+    Ok(model.map(&mut ToF32))
+}
+
+/// Casts every floating-point parameter that is not f32 to f32.
+struct ToF32;
+
+impl burn::module::ModuleMapper for ToF32 {
+    fn map_float<const D: usize>(
+        &mut self,
+        param: burn::module::Param<Tensor<D>>,
+    ) -> burn::module::Param<Tensor<D>> {
+        if param.val().dtype() == burn::tensor::DType::F32 {
+            return param;
+        }
+        param.map(|t| t.cast(burn::tensor::DType::F32))
+    }
 }

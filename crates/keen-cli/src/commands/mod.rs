@@ -5,6 +5,7 @@ pub mod compress;
 pub mod datasets;
 pub mod distill;
 pub mod eval;
+pub mod export;
 pub mod info;
 pub mod predict;
 pub mod prune;
