@@ -5,6 +5,7 @@
 //! cargo run --release -p keen-runtime --example run_model -- model.keenrt [--batch 64]
 //! cargo run --release -p keen-runtime --example run_model -- --write-demo demo.keenrt
 //! cargo run --release -p keen-runtime --example run_model -- --write-demo-int8 demo-int8.keenrt
+//! cargo run --release -p keen-runtime --example run_model -- --write-demo-vit demo-vit.keenrt
 //! ```
 //!
 //! The demos have cnn-small's shape and fixed pseudo-random weights (the INT8 one fixed
@@ -21,7 +22,9 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             eprintln!("error: {message}");
-            eprintln!("usage: run_model MODEL [--batch N] | run_model --write-demo[-int8] PATH");
+            eprintln!(
+                "usage: run_model MODEL [--batch N] | run_model --write-demo[-int8|-vit] PATH"
+            );
             ExitCode::FAILURE
         }
     }
@@ -31,6 +34,11 @@ fn run(args: &[String]) -> Result<(), String> {
     match args {
         [flag, path] if flag == "--write-demo" => {
             demo().save(path).map_err(|e| e.to_string())?;
+            println!("wrote {path}");
+            Ok(())
+        }
+        [flag, path] if flag == "--write-demo-vit" => {
+            demo_vit().save(path).map_err(|e| e.to_string())?;
             println!("wrote {path}");
             Ok(())
         }
@@ -79,6 +87,90 @@ fn infer(path: &str, batch: usize) -> Result<(), String> {
         shape[0] as f64 / seconds
     );
     Ok(())
+}
+
+/// keen's `vit-tiny` shape (4×4 patches of 28×28×1, 4 pre-norm blocks of width 64 with 4
+/// heads and a GELU MLP of 128, class-token head, 10 classes), as the exporter would lay it out.
+fn demo_vit() -> GraphBuilder {
+    let (d, heads, mlp, depth, tokens) = (64, 4, 128, 4, 50);
+    let mut g = GraphBuilder::new();
+    let mut seed = 7u32;
+    let mut param = |g: &mut GraphBuilder, name: &str, shape: Vec<usize>, fan_in: usize| {
+        let n = shape.iter().product();
+        g.tensor_f32(name, shape, weights(&mut seed, n, fan_in))
+            .expect("sizes match")
+    };
+    let x = g.input_batched("image", &[1, 28, 28]);
+    let pw = param(&mut g, "patch.weight", vec![d, 1, 4, 4], 16);
+    let pb = param(&mut g, "patch.bias", vec![d], 16);
+    let patch = Op::Conv2d(Conv2dAttrs {
+        stride: [4, 4],
+        ..Default::default()
+    });
+    let p = g.op("patch", patch, &[&x, &pw, &pb]);
+    let flat = Op::Flatten(FlattenAttrs {
+        start_dim: 2,
+        end_dim: 3,
+    });
+    let p = g.op("patch.flatten", flat, &[&p]);
+    let perm = Op::Transpose(TransposeAttrs {
+        perm: vec![0, 2, 1],
+    });
+    let p = g.op("patch.tokens", perm, &[&p]);
+    let cls = param(&mut g, "cls_token", vec![1, 1, d], 1000);
+    let pos = param(&mut g, "pos_embed", vec![1, tokens, d], 1000);
+    let h = g.op("cat", Op::Concat(ConcatAttrs { axis: 1 }), &[&cls, &p]);
+    let mut h = g.op("add_pos", Op::Add(AddAttrs::default()), &[&h, &pos]);
+    let norm = |g: &mut GraphBuilder, name: &str, input: &str| {
+        let gamma = g.tensor_f32(&format!("{name}.gamma"), vec![d], vec![1.0; d]);
+        let beta = g.tensor_f32(&format!("{name}.beta"), vec![d], vec![0.0; d]);
+        let (gamma, beta) = (gamma.expect("sizes match"), beta.expect("sizes match"));
+        g.op(
+            name,
+            Op::LayerNorm(LayerNormAttrs::default()),
+            &[input, &gamma, &beta],
+        )
+    };
+    let mut linear = |g: &mut GraphBuilder, name: &str, input: &str, out: usize, inp: usize| {
+        let w = param(g, &format!("{name}.weight"), vec![out, inp], inp);
+        let b = param(g, &format!("{name}.bias"), vec![out], inp);
+        g.op(name, Op::Linear(LinearAttrs::default()), &[input, &w, &b])
+    };
+    for i in 0..depth {
+        let n1 = norm(&mut g, &format!("b{i}.norm1"), &h);
+        let qkv = linear(&mut g, &format!("b{i}.qkv"), &n1, 3 * d, d);
+        let attn = g.op(
+            &format!("b{i}.attn"),
+            Op::Attention(AttentionAttrs { heads }),
+            &[&qkv],
+        );
+        let proj = linear(&mut g, &format!("b{i}.proj"), &attn, d, d);
+        h = g.op(
+            &format!("b{i}.res1"),
+            Op::Add(AddAttrs::default()),
+            &[&h, &proj],
+        );
+        let n2 = norm(&mut g, &format!("b{i}.norm2"), &h);
+        let f1 = linear(&mut g, &format!("b{i}.fc1"), &n2, mlp, d);
+        let f1 = g.op(&format!("b{i}.gelu"), Op::Gelu, &[&f1]);
+        let f2 = linear(&mut g, &format!("b{i}.fc2"), &f1, d, mlp);
+        h = g.op(
+            &format!("b{i}.res2"),
+            Op::Add(AddAttrs::default()),
+            &[&h, &f2],
+        );
+    }
+    let n = norm(&mut g, "norm", &h);
+    let slice = Op::Slice(SliceAttrs {
+        axis: 1,
+        start: 0,
+        end: 1,
+    });
+    let c = g.op("cls", slice, &[&n]);
+    let c = g.op("cls.flatten", Op::Flatten(FlattenAttrs::default()), &[&c]);
+    let y = linear(&mut g, "head", &c, 10, d);
+    g.output(&y);
+    g
 }
 
 /// Pseudo-random weights in ±sqrt(3 / fan_in).

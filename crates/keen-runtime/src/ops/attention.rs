@@ -7,7 +7,7 @@
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::softmax::softmax_strided;
+use super::softmax::softmax_row;
 use super::{Kernel, NodeInputs};
 use crate::error::{op_bail, OpResult};
 use crate::kernels::sgemm::{sgemm, MatRef};
@@ -76,7 +76,7 @@ impl Kernel for AttentionKernel {
                 for row in 0..t {
                     let r = &mut scores[row * t..(row + 1) * t];
                     r.iter_mut().for_each(|v| *v *= scale);
-                    softmax_strided(r, 0, 1, t);
+                    softmax_row(r);
                 }
                 let ok = ok
                     && sgemm(
