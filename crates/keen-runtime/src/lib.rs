@@ -8,7 +8,7 @@
 //!   ([`Model::run`]) on a [`Tensor`].
 //! - [`GraphBuilder`] is what exporters use to write files.
 //! - [`Op`] lists the ops and their attributes; the module docs of [`ops`] give the layout
-//!   conventions, [`format`] the file layout, and `INT8_GEMM.md` the INT8 design.
+//!   conventions, [`format`](mod@format) the file layout, and `INT8_GEMM.md` the INT8 design.
 //! - [`kernels`] holds the math, each fast kernel beside a scalar reference.
 
 #![warn(missing_docs)]

@@ -1,5 +1,5 @@
 //! Math kernels, kept apart from the graph: each fast kernel has a plain scalar reference in
-//! [`reference`] and a property test comparing the two on random shapes and values.
+//! [`reference`](mod@reference) and a property test comparing the two on random shapes and values.
 //!
 //! - [`sgemm`]: fp32 matrix multiply (the `gemm` crate's packed AVX-512/AVX2 kernels).
 //! - [`qgemm`]: u8×i8→i32 matrix multiply on packed panels, with AVX-512 VNNI, AVX2 and scalar

@@ -1,5 +1,5 @@
 //! Ops: one file per op (the three unary activations share one). Each op is an attribute struct
-//! that serialises into the model file and a compiled [`Kernel`] built from it at load time,
+//! that serialises into the model file and a compiled `Kernel` built from it at load time,
 //! once its inputs' shapes are known and its constant weights are prepared (packed, folded).
 //!
 //! Conventions every exporter must follow:
