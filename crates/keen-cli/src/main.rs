@@ -48,6 +48,8 @@ enum Command {
     Prune(commands::prune::PruneArgs),
     /// Export a model: FP16 or BF16 weights.
     Export(commands::export::ExportArgs),
+    /// Evaluate a keen-runtime model file, optionally against the keen model it came from.
+    EvalRuntime(commands::runtime::EvalRuntimeArgs),
     /// Evaluate a saved model: accuracy, per-class accuracy, confusion matrix.
     Eval(commands::eval::EvalArgs),
     /// Classify image files with a saved model (top-k with probabilities).
@@ -70,6 +72,7 @@ fn main() -> ExitCode {
         Command::Qat(args) => commands::quantize::run_qat(args),
         Command::Prune(args) => commands::prune::run(args),
         Command::Export(args) => commands::export::run(args),
+        Command::EvalRuntime(args) => commands::runtime::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Info(args) => commands::info::run(args),

@@ -412,3 +412,31 @@ pub fn to_runtime(
     b.output(&out);
     Ok(b)
 }
+
+/// Top-1 predictions of a keen-runtime model on every image of `dataset`, normalised with the
+/// model file's own statistics (or `fallback`).
+pub fn runtime_predictions(
+    model: &keen_runtime::Model,
+    dataset: &keen_data::dataset::ImageDataset,
+    fallback: &keen_data::loader::Normalization,
+    batch_size: usize,
+) -> Result<Vec<usize>, CompressError> {
+    let normalization = match model.normalization() {
+        Some(n) => keen_data::loader::Normalization {
+            mean: n.mean.clone(),
+            std: n.std.clone(),
+        },
+        None => fallback.clone(),
+    };
+    let shared = std::sync::Arc::new(dataset.clone());
+    let indices: Vec<usize> = (0..dataset.len()).collect();
+    let loader = keen_data::loader::LoaderConfig::eval(batch_size.max(1), normalization);
+    let mut predictions = Vec::with_capacity(dataset.len());
+    for batch in keen_data::loader::epoch_batches(&shared, &indices, &loader, 0) {
+        let input = keen_runtime::Tensor::new(batch.shape.to_vec(), batch.images).map_err(rt)?;
+        let out = model.run(&input).map_err(rt)?;
+        let classes = out.shape().last().copied().unwrap_or(1).max(1);
+        predictions.extend(out.data().chunks(classes).map(keen_train::evaluate::argmax));
+    }
+    Ok(predictions)
+}

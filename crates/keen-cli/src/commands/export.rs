@@ -13,6 +13,8 @@ pub enum FormatArg {
     Fp16,
     /// The model file with BF16 weights.
     Bf16,
+    /// keen-runtime's format: INT8 for a quantized model, fp32 otherwise.
+    Runtime,
 }
 
 /// Options of `keen export`.
@@ -21,7 +23,8 @@ pub enum FormatArg {
 Examples:
   keen export runs/student/model.safetensors --format fp16 --out runs/student/model-fp16.safetensors
   keen export runs/student/model.safetensors --format bf16
-Exports for keen-runtime and ONNX are planned (see the README).")]
+  keen export runs/qat/model.safetensors --format runtime --out runs/qat/model.keenrt
+ONNX export is planned (see the README).")]
 pub struct ExportArgs {
     /// The model file to export.
     pub model: PathBuf,
@@ -38,6 +41,7 @@ pub fn run(args: ExportArgs) -> Result<()> {
     let (dtype, suffix) = match args.format {
         FormatArg::Fp16 => (HalfType::Fp16, "fp16"),
         FormatArg::Bf16 => (HalfType::Bf16, "bf16"),
+        FormatArg::Runtime => return export_runtime(&args),
     };
     let out = args.out.clone().unwrap_or_else(|| {
         let stem = args
@@ -56,6 +60,33 @@ pub fn run(args: ExportArgs) -> Result<()> {
         report.bytes[0],
         report.bytes[1],
         report.max_abs_error
+    );
+    Ok(())
+}
+
+fn export_runtime(args: &ExportArgs) -> Result<()> {
+    let device = burn::prelude::Device::flex();
+    let (loaded, normalization) = super::load_model(&args.model, &device)?;
+    let graph = loaded.model.to_graph(loaded.spec.input_shape())?;
+    let names = super::stored_class_names(&loaded.metadata, loaded.spec.num_classes);
+    let builder = keen_compress::export_runtime::to_runtime(
+        &graph,
+        names,
+        Some((normalization.mean.clone(), normalization.std.clone())),
+    )?;
+    let out = args
+        .out
+        .clone()
+        .unwrap_or_else(|| args.model.with_extension("keenrt"));
+    builder
+        .save(&out)
+        .map_err(|e| anyhow::anyhow!("{}: {e}", out.display()))?;
+    let int8 = graph.quant_state().config.enabled;
+    println!(
+        "{}: keen-runtime model ({}), {} bytes",
+        out.display(),
+        if int8 { "INT8" } else { "fp32" },
+        std::fs::metadata(&out).map(|m| m.len()).unwrap_or(0)
     );
     Ok(())
 }

@@ -1,0 +1,118 @@
+//! `keen export --format runtime` companions: evaluating a keen-runtime model file.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use keen_data::source::SplitName;
+use serde::Serialize;
+
+use super::{load_model, load_split};
+use crate::output::write_json;
+
+/// Options of `keen eval-runtime`.
+#[derive(Args, Debug)]
+#[command(after_help = "\
+Examples:
+  keen export runs/qat/model.safetensors --format runtime --out runs/qat/model.keenrt
+  keen eval-runtime runs/qat/model.keenrt --compare runs/qat/model.safetensors")]
+pub struct EvalRuntimeArgs {
+    /// The keen-runtime model file.
+    pub model: PathBuf,
+    /// Also run this keen model file (e.g. the QAT model it was exported from) and report on how
+    /// many images their top-1 predictions agree.
+    #[arg(long, value_name = "MODEL_FILE")]
+    pub compare: Option<PathBuf>,
+    /// Dataset.
+    #[arg(long, default_value = "fashion-mnist")]
+    pub dataset: String,
+    /// Folder holding the dataset files.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+    /// Write the figures as JSON here.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+}
+
+#[derive(Serialize)]
+struct RuntimeEval {
+    model: PathBuf,
+    images: usize,
+    accuracy: f64,
+    compared_with: Option<PathBuf>,
+    compared_accuracy: Option<f64>,
+    top1_agreement: Option<f64>,
+}
+
+/// Runs `keen eval-runtime`.
+pub fn run(args: EvalRuntimeArgs) -> Result<()> {
+    let model = keen_runtime::Model::load(&args.model)
+        .with_context(|| format!("cannot load {}", args.model.display()))?;
+    let test = load_split(&args.dataset, args.data.as_deref(), SplitName::Test)?;
+    let fallback = keen_data::loader::Normalization::fit(&test);
+    let predictions =
+        keen_compress::export_runtime::runtime_predictions(&model, &test, &fallback, 256)?;
+    let correct = |p: &[usize]| {
+        p.iter()
+            .zip(&test.labels)
+            .filter(|(a, b)| **a == **b as usize)
+            .count() as f64
+            / test.len().max(1) as f64
+    };
+    let mut report = RuntimeEval {
+        model: args.model.clone(),
+        images: test.len(),
+        accuracy: correct(&predictions),
+        compared_with: None,
+        compared_accuracy: None,
+        top1_agreement: None,
+    };
+    if let Some(other) = &args.compare {
+        let device = burn::prelude::Device::flex();
+        let (loaded, normalization) = load_model(other, &device)?;
+        let indices: Vec<usize> = (0..test.len()).collect();
+        let logits = keen_train::predict_logits(
+            &loaded.model,
+            &test,
+            &indices,
+            &normalization,
+            256,
+            &device,
+        );
+        let classes = test.num_classes().max(1);
+        let theirs: Vec<usize> = logits
+            .chunks(classes)
+            .map(keen_train::evaluate::argmax)
+            .collect();
+        let agree = theirs
+            .iter()
+            .zip(&predictions)
+            .filter(|(a, b)| a == b)
+            .count() as f64
+            / test.len().max(1) as f64;
+        report.compared_with = Some(other.clone());
+        report.compared_accuracy = Some(correct(&theirs));
+        report.top1_agreement = Some(agree);
+    }
+    println!(
+        "{}: accuracy {:.2}% on {} images (keen-runtime)",
+        args.model.display(),
+        100.0 * report.accuracy,
+        report.images
+    );
+    if let (Some(acc), Some(agree)) = (report.compared_accuracy, report.top1_agreement) {
+        println!(
+            "compared with {}: accuracy {:.2}%, top-1 agreement {:.2}%",
+            args.compare
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default(),
+            100.0 * acc,
+            100.0 * agree
+        );
+    }
+    if let Some(path) = &args.output {
+        write_json(path, &report)?;
+    }
+    Ok(())
+}
