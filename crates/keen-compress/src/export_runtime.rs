@@ -117,6 +117,26 @@ pub fn to_runtime(
         names.insert(0, input);
         codes.insert(0, None);
     }
+    // A float result that is a quantization point goes back to UINT8 codes.
+    let requantize = |b: &mut GraphBuilder,
+                      out: String,
+                      value: ValueId|
+     -> Result<(String, Option<ValueId>), CompressError> {
+        if !(int8 && points[value]) {
+            return Ok((out, None));
+        }
+        let (scale, zero_point) = qparams(value)?;
+        let q = b.op(
+            &format!("{out}_q"),
+            Op::QuantizeLinear(QuantizeAttrs {
+                scale,
+                zero_point,
+                dtype: RtType::U8,
+            }),
+            &[&out],
+        );
+        Ok((q, Some(value)))
+    };
     let mut skip = vec![false; def.nodes.len()];
     for (i, node) in def.nodes.iter().enumerate() {
         if skip[i] {
@@ -261,21 +281,8 @@ pub fn to_runtime(
                     );
                 }
                 let refs: Vec<&str> = inputs.iter().map(String::as_str).collect();
-                let mut out_name = b.op(&name, Op::Linear(LinearAttrs { activation }), &refs);
-                let mut code = None;
-                if int8 && points[out_value] {
-                    let (scale, zero_point) = qparams(out_value)?;
-                    out_name = b.op(
-                        &format!("{name}_q"),
-                        Op::QuantizeLinear(QuantizeAttrs {
-                            scale,
-                            zero_point,
-                            dtype: RtType::U8,
-                        }),
-                        &[&out_name],
-                    );
-                    code = Some(out_value);
-                }
+                let out_name = b.op(&name, Op::Linear(LinearAttrs { activation }), &refs);
+                let (out_name, code) = requantize(&mut b, out_name, out_value)?;
                 names.insert(out_value, out_name);
                 codes.insert(out_value, code);
             }
@@ -320,21 +327,8 @@ pub fn to_runtime(
                 } else {
                     Op::Relu6
                 };
-                let mut out = b.op(&name, op, &[&xf]);
-                let mut code = None;
-                if int8 && points[i + 1] {
-                    let (scale, zero_point) = qparams(i + 1)?;
-                    out = b.op(
-                        &format!("{name}_q"),
-                        Op::QuantizeLinear(QuantizeAttrs {
-                            scale,
-                            zero_point,
-                            dtype: RtType::U8,
-                        }),
-                        &[&out],
-                    );
-                    code = Some(i + 1);
-                }
+                let out = b.op(&name, op, &[&xf]);
+                let (out, code) = requantize(&mut b, out, i + 1)?;
                 names.insert(i + 1, out);
                 codes.insert(i + 1, code);
             }
@@ -365,25 +359,12 @@ pub fn to_runtime(
             }
             OpDef::GlobalAvgPool => {
                 let xf = float_input(&mut b, x, &x_name, x_code)?;
-                let mut out = b.op(
+                let out = b.op(
                     &name,
                     Op::GlobalAvgPool(GlobalAvgPoolAttrs { keep_dims: false }),
                     &[&xf],
                 );
-                let mut code = None;
-                if int8 && points[i + 1] {
-                    let (scale, zero_point) = qparams(i + 1)?;
-                    out = b.op(
-                        &format!("{name}_q"),
-                        Op::QuantizeLinear(QuantizeAttrs {
-                            scale,
-                            zero_point,
-                            dtype: RtType::U8,
-                        }),
-                        &[&out],
-                    );
-                    code = Some(i + 1);
-                }
+                let (out, code) = requantize(&mut b, out, i + 1)?;
                 names.insert(i + 1, out);
                 codes.insert(i + 1, code);
             }

@@ -42,6 +42,27 @@ pub fn distill(
     Ok(train_with(config, dataset, options, None, &mut hooks)?)
 }
 
+/// The loss of a fine-tuning run: distillation from `teacher` when one is given, else plain
+/// cross-entropy.
+fn loss_hooks(
+    config: &TrainConfig,
+    dataset: &ImageDataset,
+    options: &TrainOptions,
+    teacher: Option<(&Path, &DistillConfig)>,
+) -> Result<Box<dyn keen_train::TrainHooks>, CompressError> {
+    Ok(match teacher {
+        Some((teacher_path, settings)) => {
+            settings.validate().map_err(CompressError::BadConfig)?;
+            Box::new(Distiller {
+                config: settings.clone(),
+                teacher: teacher_source(config, dataset, options, teacher_path)?,
+                teacher_name: display_name(teacher_path),
+            })
+        }
+        None => Box::new(keen_train::PlainTraining),
+    })
+}
+
 /// The teacher's logits for training: cached once when the student trains without
 /// augmentation, else computed live on each augmented batch.
 fn teacher_source(
@@ -272,17 +293,7 @@ pub fn quantization_aware_training(
     );
     let graph = enable(graph, ranges, true);
     let initial = KeenModel::Graph(graph).to_device(&options.device.clone().autodiff());
-    let inner: Box<dyn keen_train::TrainHooks> = match teacher {
-        Some((teacher_path, settings)) => {
-            settings.validate().map_err(CompressError::BadConfig)?;
-            Box::new(Distiller {
-                config: settings.clone(),
-                teacher: teacher_source(config, dataset, options, teacher_path)?,
-                teacher_name: display_name(teacher_path),
-            })
-        }
-        None => Box::new(keen_train::PlainTraining),
-    };
+    let inner = loss_hooks(config, dataset, options, teacher)?;
     // A pruned student stays pruned: its zeros become fixed masks for the whole run.
     let sparsity = crate::prune::magnitude::weight_sparsity(&initial);
     if sparsity > 0.01 {
@@ -329,17 +340,7 @@ pub fn prune_magnitude(
     }
     let saved = SavedModel::load(model_path, &options.device)?;
     saved.check_fits(dataset, model_path)?;
-    let inner: Box<dyn keen_train::TrainHooks> = match teacher {
-        Some((teacher_path, distill)) => {
-            distill.validate().map_err(CompressError::BadConfig)?;
-            Box::new(Distiller {
-                config: distill.clone(),
-                teacher: teacher_source(config, dataset, options, teacher_path)?,
-                teacher_name: display_name(teacher_path),
-            })
-        }
-        None => Box::new(keen_train::PlainTraining),
-    };
+    let inner = loss_hooks(config, dataset, options, teacher)?;
     let mut hooks = GradualMagnitudePruner::new(settings.clone(), inner);
     Ok(train_with(
         config,
@@ -431,23 +432,7 @@ pub fn prune_channels_and_finetune(
         report.batch256_latency_ms[1]
     );
     let initial = pruned.to_device(&options.device.clone().autodiff());
-    let summary = match teacher {
-        Some((teacher_path, distill)) => {
-            distill.validate().map_err(CompressError::BadConfig)?;
-            let mut hooks = Distiller {
-                config: distill.clone(),
-                teacher: teacher_source(config, dataset, options, teacher_path)?,
-                teacher_name: display_name(teacher_path),
-            };
-            train_with(config, dataset, options, Some(initial), &mut hooks)?
-        }
-        None => train_with(
-            config,
-            dataset,
-            options,
-            Some(initial),
-            &mut keen_train::PlainTraining,
-        )?,
-    };
+    let mut hooks = loss_hooks(config, dataset, options, teacher)?;
+    let summary = train_with(config, dataset, options, Some(initial), &mut *hooks)?;
     Ok((summary, report))
 }

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use keen_compress::distill::DistillConfig;
 use keen_compress::prune::{ChannelCriterion, MagnitudePruneConfig, PruneScope};
 
 use super::train::TrainArgs;
@@ -59,12 +58,9 @@ pub struct PruneArgs {
     /// Distil from this teacher while fine-tuning.
     #[arg(long, value_name = "MODEL_FILE")]
     pub teacher: Option<PathBuf>,
-    /// Softening temperature when distilling.
-    #[arg(long, default_value_t = 4.0)]
-    pub temperature: f32,
-    /// Weight of the teacher's soft targets when distilling.
-    #[arg(long, default_value_t = 0.9)]
-    pub alpha: f32,
+    /// Distillation settings (with --teacher).
+    #[command(flatten)]
+    pub kd: super::distill::KdArgs,
     /// Fine-tuning options (--model is taken from the model file).
     #[command(flatten)]
     pub train: TrainArgs,
@@ -83,10 +79,7 @@ pub fn run(mut args: PruneArgs) -> Result<()> {
         end_fraction: args.ramp.clamp(0.0, 1.0),
         ..MagnitudePruneConfig::default()
     };
-    let distill = DistillConfig {
-        temperature: args.temperature,
-        alpha: args.alpha,
-    };
+    let distill = args.kd.config();
     let from = args.from.clone();
     let teacher = args.teacher.clone();
     if let Some(ratio) = args.channels {

@@ -4,7 +4,6 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use keen_compress::distill::DistillConfig;
 use keen_compress::quantize::{CalibrationConfig, RangeMethod};
 use keen_data::source::SplitName;
 
@@ -131,12 +130,9 @@ pub struct QatArgs {
     /// Distil from this teacher while training (soft targets and labels).
     #[arg(long, value_name = "MODEL_FILE")]
     pub teacher: Option<PathBuf>,
-    /// Softening temperature when distilling.
-    #[arg(long, default_value_t = 4.0)]
-    pub temperature: f32,
-    /// Weight of the teacher's soft targets when distilling.
-    #[arg(long, default_value_t = 0.9)]
-    pub alpha: f32,
+    /// Distillation settings (with --teacher).
+    #[command(flatten)]
+    pub kd: super::distill::KdArgs,
     /// Training batches (of 128 images) that calibrate the starting ranges.
     #[arg(long, default_value_t = 8)]
     pub calibration_batches: usize,
@@ -150,10 +146,7 @@ pub fn run_qat(mut args: QatArgs) -> Result<()> {
     let (device, _) = parse_devices(&args.train.device)?;
     let spec = keen_models::weights::load(&args.student, &device)?.spec;
     args.train.model = spec.model;
-    let settings = DistillConfig {
-        temperature: args.temperature,
-        alpha: args.alpha,
-    };
+    let settings = args.kd.config();
     let calibration = CalibrationConfig {
         batches: args.calibration_batches.max(1),
         ..CalibrationConfig::default()
