@@ -48,6 +48,8 @@ enum Command {
     Prune(commands::prune::PruneArgs),
     /// Export a model: FP16 or BF16 weights.
     Export(commands::export::ExportArgs),
+    /// Latency (batch 1, p50/p99) and throughput of a keen-runtime model file.
+    Bench(commands::runtime::BenchArgs),
     /// Evaluate a keen-runtime model file, optionally against the keen model it came from.
     EvalRuntime(commands::runtime::EvalRuntimeArgs),
     /// Evaluate a saved model: accuracy, per-class accuracy, confusion matrix.
@@ -73,6 +75,7 @@ fn main() -> ExitCode {
         Command::Prune(args) => commands::prune::run(args),
         Command::Export(args) => commands::export::run(args),
         Command::EvalRuntime(args) => commands::runtime::run(args),
+        Command::Bench(args) => commands::runtime::bench(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Info(args) => commands::info::run(args),
