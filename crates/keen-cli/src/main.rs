@@ -50,6 +50,9 @@ enum Command {
     Export(commands::export::ExportArgs),
     /// Latency (batch 1, p50/p99) and throughput of a keen-runtime model file.
     Bench(commands::runtime::BenchArgs),
+    /// Robustness: calibration and out-of-distribution detection of a saved model.
+    #[command(subcommand)]
+    Robust(commands::robust::RobustCommand),
     /// Evaluate a keen-runtime model file, optionally against the keen model it came from.
     EvalRuntime(commands::runtime::EvalRuntimeArgs),
     /// Evaluate a saved model: accuracy, per-class accuracy, confusion matrix.
@@ -76,6 +79,7 @@ fn main() -> ExitCode {
         Command::Export(args) => commands::export::run(args),
         Command::EvalRuntime(args) => commands::runtime::run(args),
         Command::Bench(args) => commands::runtime::bench(args),
+        Command::Robust(command) => commands::robust::run(command),
         Command::Eval(args) => commands::eval::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Info(args) => commands::info::run(args),

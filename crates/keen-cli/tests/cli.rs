@@ -41,14 +41,27 @@ fn assert_fails_with(args: &[&str], needles: &[&str]) {
 #[test]
 fn every_subcommand_has_help_with_an_example() {
     for sub in [
-        "train",
-        "eval",
-        "predict",
-        "info",
-        "datasets",
-        "bench-train",
+        &["train"][..],
+        &["eval"],
+        &["predict"],
+        &["info"],
+        &["datasets"],
+        &["bench-train"],
+        &["distill"],
+        &["quantize"],
+        &["qat"],
+        &["prune"],
+        &["compress"],
+        &["export"],
+        &["eval-runtime"],
+        &["bench"],
+        &["robust", "calibrate"],
+        &["robust", "ood"],
     ] {
-        let output = run(&[sub, "--help"]);
+        let mut args = sub.to_vec();
+        args.push("--help");
+        let output = run(&args);
+        let sub = sub.join(" ");
         assert!(output.status.success(), "{sub} --help");
         let text = String::from_utf8_lossy(&output.stdout);
         assert!(
@@ -84,6 +97,17 @@ fn bad_input_gives_clear_errors() {
     let missing = missing.to_str().expect("utf8");
     assert_fails_with(&["eval", missing], &["nope.safetensors"]);
     assert_fails_with(&["info", missing], &["nope.safetensors"]);
+    assert_fails_with(&["quantize", missing], &["nope.safetensors"]);
+    assert_fails_with(
+        &["export", missing, "--format", "fp16"],
+        &["nope.safetensors"],
+    );
+    assert_fails_with(&["eval-runtime", missing], &["nope.safetensors"]);
+    assert_fails_with(&["bench", missing], &["nope.safetensors"]);
+    assert_fails_with(
+        &["compress", "--recipe", "no-such-recipe.toml"],
+        &["no-such-recipe.toml"],
+    );
 
     let corrupt = dir.path().join("corrupt.safetensors");
     std::fs::write(&corrupt, b"\x10\x00\x00\x00\x00\x00\x00\x00{\"a\":").expect("write");

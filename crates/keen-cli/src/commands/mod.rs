@@ -10,6 +10,7 @@ pub mod info;
 pub mod predict;
 pub mod prune;
 pub mod quantize;
+pub mod robust;
 pub mod runtime;
 pub mod train;
 
