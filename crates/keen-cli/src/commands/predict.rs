@@ -21,7 +21,9 @@ models expect a light garment on a dark background, as in the dataset.
 
 Examples:
   keen predict --model runs/cnn-small/model.safetensors shirt.png boot.jpg
-  keen predict --model runs/cnn-small/model.safetensors --top-k 3 --json *.png")]
+  keen predict --model runs/cnn-small/model.safetensors --top-k 3 --json *.png
+  keen predict --model runs/cnn-small/model.safetensors --temperature 1.02 --abstain 0.80 shirt.png
+(`keen robust calibrate MODEL` fits the temperature and picks an abstain threshold.)")]
 pub struct PredictArgs {
     /// A model file written by keen.
     #[arg(long, value_name = "FILE")]
@@ -35,6 +37,12 @@ pub struct PredictArgs {
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Divide the logits by this temperature before the softmax (calibration).
+    #[arg(long, default_value_t = 1.0)]
+    pub temperature: f64,
+    /// Answer "unsure" when the top probability is below this confidence.
+    #[arg(long, value_name = "CONFIDENCE")]
+    pub abstain: Option<f32>,
     /// Compute device.
     #[arg(long, default_value = "flex")]
     pub device: String,
@@ -52,6 +60,8 @@ struct Guess {
 #[derive(Debug, Serialize)]
 struct Prediction {
     image: PathBuf,
+    /// The top probability is below the `--abstain` confidence.
+    unsure: bool,
     top: Vec<Guess>,
 }
 
@@ -59,6 +69,14 @@ struct Prediction {
 pub fn run(args: PredictArgs) -> Result<()> {
     if args.top_k == 0 {
         bail!("--top-k must be at least 1");
+    }
+    if !(args.temperature > 0.0 && args.temperature.is_finite()) {
+        bail!("--temperature must be positive, got {}", args.temperature);
+    }
+    if let Some(c) = args.abstain {
+        if !(0.0..=1.0).contains(&c) {
+            bail!("--abstain expects a confidence in [0, 1], got {c}");
+        }
     }
     let device = parse_device(&args.device)?;
     let (loaded, normalization) = load_model(&args.model, &device)?;
@@ -87,7 +105,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
     }
     let shape = [args.images.len(), spec.in_channels, spec.height, spec.width];
     let logits = loaded.model.forward(images_tensor(pixels, shape, &device));
-    let probabilities = to_f32_vec(softmax(logits, 1));
+    let probabilities = to_f32_vec(softmax(logits.div_scalar(args.temperature), 1));
     let predictions: Vec<Prediction> = args
         .images
         .iter()
@@ -95,6 +113,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
         .map(|(path, probs)| {
             let mut order: Vec<usize> = (0..probs.len()).collect();
             order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+            let unsure = args.abstain.is_some_and(|c| probs[order[0]] < c);
             let top = order
                 .into_iter()
                 .take(args.top_k)
@@ -106,6 +125,7 @@ pub fn run(args: PredictArgs) -> Result<()> {
                 .collect();
             Prediction {
                 image: path.clone(),
+                unsure,
                 top,
             }
         })
@@ -114,7 +134,8 @@ pub fn run(args: PredictArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&predictions)?);
     } else {
         for prediction in &predictions {
-            println!("{}", prediction.image.display());
+            let verdict = if prediction.unsure { "  (unsure)" } else { "" };
+            println!("{}{verdict}", prediction.image.display());
             for guess in &prediction.top {
                 println!("  {:6.2}%  {}", 100.0 * guess.probability, guess.class);
             }
