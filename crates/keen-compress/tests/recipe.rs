@@ -7,37 +7,9 @@ use burn::prelude::*;
 use keen_compress::recipe::{run_recipe, Recipe, RecipeOptions};
 use keen_data::dataset::ImageDataset;
 
-/// Class 0 is a bright top half, class 1 a bright bottom half, with noise (flips keep labels).
+/// Class 0 is a bright top half, class 1 a bright bottom half (flips keep the labels).
 fn halves(n: usize, seed: u64) -> ImageDataset {
-    let (h, w) = (12usize, 12usize);
-    let mut state = seed.wrapping_mul(6364136223846793005).wrapping_add(1);
-    let mut noise = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((state >> 33) % 60) as u8
-    };
-    let mut images = Vec::with_capacity(n * h * w);
-    let mut labels = Vec::with_capacity(n);
-    for i in 0..n {
-        let label = (i % 2) as u32;
-        for y in 0..h {
-            for _x in 0..w {
-                let bright = (y < h / 2) == (label == 0);
-                images.push(if bright { 150 + noise() } else { noise() });
-            }
-        }
-        labels.push(label);
-    }
-    ImageDataset {
-        name: "halves".into(),
-        images,
-        labels,
-        channels: 1,
-        height: h,
-        width: w,
-        class_names: vec!["top".into(), "bottom".into()],
-    }
+    keen_data::toy::halves_dataset(n, seed, keen_data::toy::Halves::TopBottom)
 }
 
 const RECIPE: &str = r#"

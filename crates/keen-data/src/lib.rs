@@ -27,6 +27,7 @@ pub mod idx;
 pub mod loader;
 pub mod source;
 pub mod split;
+pub mod toy;
 
 pub use augment::{AugmentConfig, RandAugment};
 pub use corruptions::{corrupt_dataset, corrupt_image, CorruptionError, Severity, CORRUPTIONS};

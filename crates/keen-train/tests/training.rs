@@ -12,37 +12,7 @@ use keen_train::{evaluate, train, OptimizerKind, TrainConfig, TrainOptions};
 
 /// A learnable toy task: class 0 is a bright left half, class 1 a bright right half, with noise.
 fn halves_dataset(n: usize, seed: u64) -> ImageDataset {
-    let (h, w) = (12usize, 12usize);
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    let mut noise = move || {
-        state = state
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        ((state >> 33) % 60) as u8
-    };
-    let mut images = Vec::with_capacity(n * h * w);
-    let mut labels = Vec::with_capacity(n);
-    for i in 0..n {
-        let label = (i % 2) as u32;
-        for _y in 0..h {
-            for x in 0..w {
-                let bright = (x < w / 2) == (label == 0);
-                images.push(if bright { 150 + noise() } else { noise() });
-            }
-        }
-        labels.push(label);
-    }
-    ImageDataset {
-        name: "halves".into(),
-        images,
-        labels,
-        channels: 1,
-        height: h,
-        width: w,
-        class_names: vec!["left".into(), "right".into()],
-    }
+    keen_data::toy::halves_dataset(n, seed, keen_data::toy::Halves::LeftRight)
 }
 
 fn toy_config() -> TrainConfig {
