@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use burn::prelude::*;
 use keen_data::augment::AugmentConfig;
 use keen_data::dataset::ImageDataset;
-use keen_models::{trainable_params, ImageClassifier, KeenModel};
+use keen_models::{nonzero_trainable_params, trainable_params, ImageClassifier, KeenModel};
 use keen_train::{evaluate_all, train, TrainConfig, TrainOptions};
 use serde::{Deserialize, Serialize};
 
@@ -187,27 +187,6 @@ pub struct StageRow {
     pub seconds: f64,
 }
 
-fn nonzero<M: burn::module::Module>(model: &M) -> usize {
-    struct Count(usize);
-    impl burn::module::ModuleVisitor for Count {
-        fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-            if param.val().is_require_grad() || D >= 1 {
-                let values = param
-                    .val()
-                    .into_data()
-                    .convert::<f32>()
-                    .try_to_vec::<f32>()
-                    .unwrap_or_default();
-                self.0 += values.iter().filter(|v| **v != 0.0).count();
-            }
-        }
-    }
-    let _ = trainable_params(model);
-    let mut count = Count(0);
-    model.visit(&mut count);
-    count.0
-}
-
 /// INT8 storage of a quantized graph: 1 byte per conv/linear weight, 4 per bias and per-channel
 /// scale.
 pub fn int8_bytes(model: &KeenModel) -> Option<u64> {
@@ -248,7 +227,7 @@ fn row(
         model_path: path.to_path_buf(),
         test_accuracy: report.accuracy,
         params: trainable_params(model),
-        nonzero_params: nonzero(model).min(trainable_params(model)),
+        nonzero_params: nonzero_trainable_params(model),
         macs: model.macs(input),
         file_bytes,
         int8_bytes: int8_bytes(model),

@@ -166,7 +166,7 @@ pub fn cached_teacher_logits(
 }
 
 fn display_name(path: &Path) -> String {
-    PathBuf::from(path).display().to_string()
+    path.display().to_string()
 }
 
 /// What post-training quantization did.

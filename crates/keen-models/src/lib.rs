@@ -20,7 +20,7 @@ pub mod vit;
 pub mod weights;
 
 pub use error::ModelError;
-pub use params::trainable_params;
+pub use params::{nonzero_trainable_params, trainable_params};
 pub use registry::{available_models, build_model, find_model, KeenModel, ModelEntry, ModelSpec};
 
 use burn::prelude::*;

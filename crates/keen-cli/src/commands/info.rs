@@ -48,6 +48,8 @@ pub struct ModelInfo {
     pub num_classes: usize,
     /// Trainable parameters (batch-norm running statistics excluded, as in PyTorch).
     pub parameters: usize,
+    /// Trainable parameters that are not exactly zero.
+    pub nonzero_parameters: usize,
     /// Fraction of convolution and linear weights that are exactly zero (pruned).
     pub weight_sparsity: f32,
     /// Whether the model is a graph with fake quantization on (simulated INT8).
@@ -75,6 +77,7 @@ fn describe(
         input: spec.input_shape(),
         num_classes: spec.num_classes,
         parameters: trainable_params(model),
+        nonzero_parameters: keen_models::nonzero_trainable_params(model),
         weight_sparsity: keen_compress::prune::magnitude::weight_sparsity(model),
         quantized: matches!(model, KeenModel::Graph(g) if g.quant_state().config.enabled),
         macs,
@@ -143,6 +146,7 @@ pub fn run(args: InfoArgs) -> Result<()> {
             info.parameters,
             human(info.parameters as f64)
         );
+        println!("non-zero    {}", info.nonzero_parameters);
         println!(
             "sparsity    {:.1}% of conv/linear weights are zero{}",
             100.0 * info.weight_sparsity,

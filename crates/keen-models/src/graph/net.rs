@@ -438,33 +438,6 @@ impl GraphNet {
         values[0] = Some(Value::Map(images));
         self.run(&mut values, 0..def.output, false, visit);
     }
-
-    /// Total parameters (trainable, as PyTorch counts them) and non-zero ones among them.
-    pub fn nonzero_params(&self) -> usize {
-        let mut count = 0usize;
-        let mut add = |data: TensorData| {
-            if let Ok(values) = data.try_to_vec::<f32>() {
-                count += values.iter().filter(|v| **v != 0.0).count();
-            }
-        };
-        for conv in &self.convs {
-            add(conv.weight.val().into_data());
-            if let Some(b) = &conv.bias {
-                add(b.val().into_data());
-            }
-        }
-        for bn in &self.norms {
-            add(bn.gamma.val().into_data());
-            add(bn.beta.val().into_data());
-        }
-        for linear in &self.linears {
-            add(linear.weight.val().into_data());
-            if let Some(b) = &linear.bias {
-                add(b.val().into_data());
-            }
-        }
-        count
-    }
 }
 
 impl ImageClassifier for GraphNet {
