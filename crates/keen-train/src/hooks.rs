@@ -6,7 +6,7 @@
 
 use burn::nn::loss::CrossEntropyLoss;
 use burn::prelude::*;
-use keen_models::KeenModel;
+use keen_models::{ImageClassifier, KeenModel};
 
 /// What the loss of one shard of a batch sees.
 pub struct LossInputs<'a> {
@@ -17,6 +17,16 @@ pub struct LossInputs<'a> {
     /// The labels `[n]`.
     pub labels: Tensor<1, Int>,
     /// Positions of the images in the dataset (for per-image caches such as teacher logits).
+    pub indices: &'a [usize],
+}
+
+/// One shard of a batch, before the forward pass.
+pub struct ShardInputs<'a> {
+    /// The normalised images `[n, c, h, w]`.
+    pub images: &'a Tensor<4>,
+    /// The labels `[n]`.
+    pub labels: Tensor<1, Int>,
+    /// Positions of the images in the dataset.
     pub indices: &'a [usize],
 }
 
@@ -31,6 +41,29 @@ pub trait TrainHooks {
     /// The loss of one shard; by default cross-entropy (with the run's label smoothing).
     fn loss(&self, inputs: LossInputs<'_>, cross_entropy: &CrossEntropyLoss) -> Tensor<1> {
         cross_entropy.forward(inputs.logits, inputs.labels)
+    }
+
+    /// Forward pass and loss of one shard: returns the logits (for the step's accuracy) and the
+    /// loss to differentiate. By default the model's logits and [`Self::loss`]. Override it to
+    /// change what the model sees (adversarial training perturbs the images first) or to read
+    /// intermediate features (hint distillation).
+    fn forward_loss(
+        &self,
+        model: &KeenModel,
+        shard: ShardInputs<'_>,
+        cross_entropy: &CrossEntropyLoss,
+    ) -> (Tensor<2>, Tensor<1>) {
+        let logits = model.forward(shard.images.clone());
+        let loss = self.loss(
+            LossInputs {
+                logits: logits.clone(),
+                images: shard.images,
+                labels: shard.labels,
+                indices: shard.indices,
+            },
+            cross_entropy,
+        );
+        (logits, loss)
     }
 
     /// Called after every optimizer step with the 1-based step number and the run's total.

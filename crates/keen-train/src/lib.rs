@@ -24,5 +24,5 @@ pub mod trainer;
 pub use config::{OptimizerKind, TrainConfig};
 pub use error::TrainError;
 pub use evaluate::{evaluate, evaluate_all, predict_logits, EvalReport};
-pub use hooks::{LossInputs, PlainTraining, TrainHooks};
+pub use hooks::{LossInputs, PlainTraining, ShardInputs, TrainHooks};
 pub use trainer::{train, train_with, EpochRecord, TrainOptions, TrainSummary};

@@ -10,9 +10,9 @@ use burn::nn::loss::CrossEntropyLoss;
 use burn::optim::{GradientsParams, ModuleOptimizer, MultiGradientsParams};
 use burn::prelude::*;
 use keen_data::loader::Batch;
-use keen_models::{ImageClassifier, KeenModel};
+use keen_models::KeenModel;
 
-use crate::hooks::{LossInputs, TrainHooks};
+use crate::hooks::{ShardInputs, TrainHooks};
 use crate::tensors::{images_tensor, labels_tensor};
 
 /// What one step measured.
@@ -81,10 +81,9 @@ pub fn train_step(
             device,
         );
         let labels = labels_tensor(&batch.labels[start..start + len], device);
-        let logits = replica.forward(images.clone());
-        let loss = hooks.loss(
-            LossInputs {
-                logits: logits.clone(),
+        let (logits, loss) = hooks.forward_loss(
+            &replica,
+            ShardInputs {
                 images: &images,
                 labels: labels.clone(),
                 indices: &batch.indices[start..start + len],
