@@ -278,12 +278,65 @@ pub fn qgemm(kernel: QgemmKernel, a: &PackedA, b: &PackedB, c: &mut [i32]) -> bo
             }
         }
     };
-    if super::should_parallelize(m * n * a.k) {
+    let panels = m.div_ceil(MR);
+    let tiles = n.div_ceil(TILE_N);
+    if super::should_parallelize(m * n * a.k) && panels < rayon::current_num_threads() && tiles > 1
+    {
+        // Too few row panels to keep every thread busy (8–16 output channels): split the
+        // columns instead.
+        qgemm_column_split(kernel, a, b, c);
+    } else if super::should_parallelize(m * n * a.k) {
         c.par_chunks_mut(MR * n).enumerate().for_each(run_panel);
     } else {
         c.chunks_mut(MR * n).enumerate().for_each(run_panel);
     }
     true
+}
+
+/// [`qgemm`] with the tiles of `TILE_N` columns spread across threads, every thread computing
+/// all the row panels of its columns. The caller has checked the shapes.
+fn qgemm_column_split(kernel: QgemmKernel, a: &PackedA, b: &PackedB, c: &mut [i32]) {
+    /// `c`'s base pointer, shared by tasks that write disjoint columns.
+    #[derive(Clone, Copy)]
+    struct Out(*mut i32);
+    // SAFETY: every task writes a disjoint set of elements (its own columns) of one live slice.
+    unsafe impl Send for Out {}
+    unsafe impl Sync for Out {}
+    impl Out {
+        // A method (not the field) so that closures capture the whole `Send` wrapper.
+        fn ptr(self) -> *mut i32 {
+            self.0
+        }
+    }
+    let (m, n, groups) = (a.m, b.n, a.groups);
+    let out = Out(c.as_mut_ptr());
+    (0..n.div_ceil(TILE_N)).into_par_iter().for_each(|t| {
+        let mut buf = [0i32; MR * TILE_N];
+        let (j, col0) = (2 * t, t * TILE_N);
+        let width = TILE_N.min(n - col0);
+        for p in 0..m.div_ceil(MR) {
+            tile(
+                kernel,
+                groups,
+                a.panel(p),
+                b.panel(j),
+                b.panel(j + 1),
+                &mut buf,
+            );
+            for r in 0..MR.min(m - p * MR) {
+                let row = p * MR + r;
+                // SAFETY: `row < m` and `col0 + width <= n`, so the range lies inside `c`
+                // (`m × n`), and no other task writes columns `col0..col0 + width`.
+                unsafe {
+                    std::ptr::copy_nonoverlapping(
+                        buf.as_ptr().add(r * TILE_N),
+                        out.ptr().add(row * n + col0),
+                        width,
+                    );
+                }
+            }
+        }
+    });
 }
 
 /// Row sums of row-major `m×k` weights: `Σ_k a[i][k]`, for the activation zero-point
@@ -299,4 +352,43 @@ pub fn row_sums(m: usize, k: usize, a: &[i8]) -> Vec<i32> {
 pub fn i8_as_u8(v: &[i8]) -> &[u8] {
     // SAFETY: i8 and u8 have identical size, alignment and validity (every bit pattern).
     unsafe { std::slice::from_raw_parts(v.as_ptr().cast::<u8>(), v.len()) }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Products large enough to run in parallel: the column split (few output channels) and
+    /// the row-panel split both equal the reference, ragged edges included.
+    #[test]
+    fn parallel_splits_equal_reference() {
+        let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for (m, n, k) in [
+            (8, 784 + 5, 72),
+            (5, 3000, 90),
+            (16, 196 * 8 + 3, 144),
+            (40, 999, 77),
+        ] {
+            assert!(m * n * k >= super::super::PARALLEL_MIN_MACS);
+            let a: Vec<i8> = (0..m * k).map(|_| next() as i8).collect();
+            let b: Vec<u8> = (0..k * n).map(|_| next() as u8).collect();
+            let want = super::super::reference::qgemm(m, n, k, &a, &b);
+            let mut c = vec![0i32; m * n];
+            // The test thread is not a rayon worker, so with 2+ cores the split paths run.
+            let ok = qgemm(
+                QgemmKernel::best(),
+                &PackedA::pack(m, k, &a),
+                &PackedB::pack_kn(k, n, &b, 0),
+                &mut c,
+            );
+            assert!(ok);
+            assert_eq!(c, want, "{m}x{n}x{k}");
+        }
+    }
 }
