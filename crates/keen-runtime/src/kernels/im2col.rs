@@ -55,19 +55,19 @@ pub fn im2col<T: Copy>(
                 let (start, end) = ((oy_lo * ow) as isize, (oy_hi * ow) as isize);
                 let lo = start.max(-shift).min(end);
                 let hi = end.min(plane.len() as isize - shift).max(lo);
-                row[start as usize..lo as usize].fill(pad);
+                fill_small(&mut row[start as usize..lo as usize], pad);
                 if hi > lo {
                     row[lo as usize..hi as usize]
                         .copy_from_slice(&plane[(lo + shift) as usize..(hi + shift) as usize]);
                 }
-                row[hi as usize..end as usize].fill(pad);
+                fill_small(&mut row[hi as usize..end as usize], pad);
                 // Columns whose input column lies outside the image wrapped to a neighbour row.
                 let left = (-dx).clamp(0, ow as isize) as usize;
                 let right = (w as isize - dx).clamp(left as isize, ow as isize) as usize;
                 if left > 0 || right < ow {
                     for line in row[start as usize..end as usize].chunks_exact_mut(ow) {
-                        line[..left].fill(pad);
-                        line[right..].fill(pad);
+                        fill_small(&mut line[..left], pad);
+                        fill_small(&mut line[right..], pad);
                     }
                 }
             }
@@ -103,43 +103,48 @@ fn im2col_rows<T: Copy>(
                 let Some(row) = rows.next() else {
                     return false;
                 };
+                // The in-image outputs of every row are `lo..hi`, reading input columns
+                // `base, base + sw, ...`: computed once per kernel offset, so the copies need
+                // no per-element bounds test.
+                let first = pl - kx as isize; // ix = ox·sw - first
+                let lo = (first.max(0) as usize).div_ceil(sw).min(ow);
+                let last = w as isize + first; // ix < w  <=>  ox·sw < last
+                let hi = ((last.max(0) as usize).div_ceil(sw).min(ow)).max(lo);
+                let base = ((lo * sw) as isize - first).max(0) as usize;
                 for oy in 0..oh {
                     let iy = (oy * sh + ky) as isize - pt;
                     let dst = &mut row[oy * ow..(oy + 1) * ow];
-                    if iy < 0 || iy >= h as isize {
+                    if iy < 0 || iy >= h as isize || hi == lo {
                         dst.fill(pad);
                         continue;
                     }
                     let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                    fill_small(&mut dst[..lo], pad);
                     if sw == 1 {
-                        // Stride 1: the in-image part of the row is one contiguous copy.
-                        let lo = ((pl - kx as isize).max(0) as usize).min(ow);
-                        let hi = ((w as isize + pl - kx as isize).max(0) as usize).clamp(lo, ow);
-                        dst[..lo].fill(pad);
-                        let ix0 = (lo + kx) as isize - pl;
-                        if hi > lo {
-                            dst[lo..hi].copy_from_slice(&src[ix0 as usize..ix0 as usize + hi - lo]);
+                        dst[lo..hi].copy_from_slice(&src[base..base + hi - lo]);
+                    } else {
+                        for (d, s) in dst[lo..hi].iter_mut().zip(src[base..].iter().step_by(sw)) {
+                            *d = *s;
                         }
-                        dst[hi..].fill(pad);
-                        continue;
                     }
-                    // Strided: the in-image outputs are `lo..hi`, so the gather needs no
-                    // per-element bounds test.
-                    let first = pl - kx as isize; // ix = ox·sw - first
-                    let lo = ((first.max(0) as usize).div_ceil(sw)).min(ow);
-                    let last = w as isize + first; // ix < w  <=>  ox·sw < last
-                    let hi = (((last.max(0) as usize).div_ceil(sw)).min(ow)).max(lo);
-                    dst[..lo].fill(pad);
-                    let base = (lo * sw) as isize - first;
-                    for (i, d) in dst[lo..hi].iter_mut().enumerate() {
-                        *d = src[base as usize + i * sw];
-                    }
-                    dst[hi..].fill(pad);
+                    fill_small(&mut dst[hi..], pad);
                 }
             }
         }
     }
     true
+}
+
+/// `dst.fill(pad)` for the one- or two-element borders of a padded row without a `memset`
+/// call each (thousands of them per image cost more than the copies they surround).
+#[inline(always)]
+fn fill_small<T: Copy>(dst: &mut [T], pad: T) {
+    match dst {
+        [] => {}
+        [a] => *a = pad,
+        [a, b] => (*a, *b) = (pad, pad),
+        _ => dst.fill(pad),
+    }
 }
 
 /// The plain definition of [`im2col`], element by element, which the tests compare it with.

@@ -253,6 +253,12 @@ pub fn tile_scalar(groups: usize, a: &[i8], b0: &[u8], b1: &[u8], out: &mut [i32
     }
 }
 
+/// Below this many multiply-adds the INT8 GEMM stays on one thread. Higher than the fp32
+/// threshold ([`super::PARALLEL_MIN_MACS`]): VNNI does 2²¹ multiply-adds in ~25 µs, and waking
+/// a rayon worker costs several µs (tens on a loaded machine), which made the 8–32-channel
+/// layers of a batch-1 student slower on 2 threads than on 1.
+const QGEMM_PARALLEL_MIN_MACS: usize = 1 << 21;
+
 /// `c = a · b`, `c` row-major `a.m × b.n`. Returns `false` (computing nothing) when the depths
 /// or `c`'s length disagree. Splits row panels across threads when the product is large.
 pub fn qgemm(kernel: QgemmKernel, a: &PackedA, b: &PackedB, c: &mut [i32]) -> bool {
@@ -278,14 +284,13 @@ pub fn qgemm(kernel: QgemmKernel, a: &PackedA, b: &PackedB, c: &mut [i32]) -> bo
             }
         }
     };
-    let panels = m.div_ceil(MR);
-    let tiles = n.div_ceil(TILE_N);
-    if super::should_parallelize(m * n * a.k) && panels < rayon::current_num_threads() && tiles > 1
-    {
+    let (panels, tiles, macs) = (m.div_ceil(MR), n.div_ceil(TILE_N), m * n * a.k);
+    let parallel = macs >= QGEMM_PARALLEL_MIN_MACS && super::should_parallelize(macs);
+    if parallel && panels < rayon::current_num_threads() && tiles > 1 {
         // Too few row panels to keep every thread busy (8–16 output channels): split the
         // columns instead.
         qgemm_column_split(kernel, a, b, c);
-    } else if super::should_parallelize(m * n * a.k) {
+    } else if parallel {
         c.par_chunks_mut(MR * n).enumerate().for_each(run_panel);
     } else {
         c.chunks_mut(MR * n).enumerate().for_each(run_panel);
@@ -370,12 +375,12 @@ mod tests {
             seed
         };
         for (m, n, k) in [
-            (8, 784 + 5, 72),
-            (5, 3000, 90),
+            (8, 784 * 5 + 5, 72),
+            (5, 5000, 90),
             (16, 196 * 8 + 3, 144),
             (40, 999, 77),
         ] {
-            assert!(m * n * k >= super::super::PARALLEL_MIN_MACS);
+            assert!(m * n * k >= QGEMM_PARALLEL_MIN_MACS);
             let a: Vec<i8> = (0..m * k).map(|_| next() as i8).collect();
             let b: Vec<u8> = (0..k * n).map(|_| next() as u8).collect();
             let want = super::super::reference::qgemm(m, n, k, &a, &b);
