@@ -95,22 +95,40 @@ fn im2col_rows<T: Copy>(
     if input.len() < channels * h * w || out.len() < channels * kh * kw * oh * ow {
         return false;
     }
+    // With a horizontal stride, each channel's columns are first split into `sw` phases
+    // (`phase p, column j` = input column `j·sw + p`), so that every kernel offset reads
+    // contiguous runs instead of gathering with a stride: one pass over the input replaces
+    // `kh·kw` strided gathers.
+    let wp = w.div_ceil(sw);
+    let mut phases: Vec<T> = Vec::new();
     let mut rows = out.chunks_exact_mut((oh * ow).max(1));
     for c in 0..channels {
         let plane = &input[c * h * w..(c + 1) * h * w];
+        if sw > 1 {
+            phases.clear();
+            phases.resize(sw * h * wp, pad);
+            for (i, dst) in phases.chunks_exact_mut(wp).enumerate() {
+                let (p, y) = (i / h, i % h);
+                let line = plane[y * w..(y + 1) * w].get(p..).unwrap_or(&[]);
+                for (d, s) in dst.iter_mut().zip(line.iter().step_by(sw)) {
+                    *d = *s;
+                }
+            }
+        }
         for ky in 0..kh {
             for kx in 0..kw {
                 let Some(row) = rows.next() else {
                     return false;
                 };
-                // The in-image outputs of every row are `lo..hi`, reading input columns
-                // `base, base + sw, ...`: computed once per kernel offset, so the copies need
-                // no per-element bounds test.
+                // The in-image outputs of every row are `lo..hi`, computed once per kernel
+                // offset, so the copies need no per-element bounds test.
                 let first = pl - kx as isize; // ix = ox·sw - first
                 let lo = (first.max(0) as usize).div_ceil(sw).min(ow);
                 let last = w as isize + first; // ix < w  <=>  ox·sw < last
                 let hi = ((last.max(0) as usize).div_ceil(sw).min(ow)).max(lo);
-                let base = ((lo * sw) as isize - first).max(0) as usize;
+                // Input column of output `lo`, as (phase, column within the phase).
+                let ix_lo = ((lo * sw) as isize - first).max(0) as usize;
+                let (phase, j_lo) = (ix_lo % sw, ix_lo / sw);
                 for oy in 0..oh {
                     let iy = (oy * sh + ky) as isize - pt;
                     let dst = &mut row[oy * ow..(oy + 1) * ow];
@@ -118,15 +136,13 @@ fn im2col_rows<T: Copy>(
                         dst.fill(pad);
                         continue;
                     }
-                    let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                    let iy = iy as usize;
+                    let src = match sw {
+                        1 => &plane[iy * w + ix_lo..(iy + 1) * w],
+                        _ => &phases[(phase * h + iy) * wp + j_lo..(phase * h + iy + 1) * wp],
+                    };
                     fill_small(&mut dst[..lo], pad);
-                    if sw == 1 {
-                        dst[lo..hi].copy_from_slice(&src[base..base + hi - lo]);
-                    } else {
-                        for (d, s) in dst[lo..hi].iter_mut().zip(src[base..].iter().step_by(sw)) {
-                            *d = *s;
-                        }
-                    }
+                    dst[lo..hi].copy_from_slice(&src[..hi - lo]);
                     fill_small(&mut dst[hi..], pad);
                 }
             }
