@@ -12,12 +12,15 @@
 //!   AUROC, AUPR-In/Out and FPR at 95% TPR;
 //! - [`calibration`]: ECE, MCE, NLL, Brier, reliability bins, temperature scaling,
 //!   risk–coverage curves and abstention thresholds;
+//! - [`attack`]: FGSM, PGD and APGD-CE in pixel space over any model that gives input
+//!   gradients, and the gradient-masking checks;
 //! - [`charts`]: self-contained SVG charts and PNG renders for the reports.
 //!
 //! The corruptions themselves live in `keen_data::corruptions`.
 
 #![warn(missing_docs)]
 
+pub mod attack;
 pub mod calibration;
 pub mod charts;
 pub mod corruption_benchmark;

@@ -8,6 +8,7 @@
 //! (keen-models), or argument parsing (keen-cli). Every function here takes datasets and models
 //! already built.
 
+pub mod adversarial;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
@@ -15,6 +16,7 @@ pub mod curves;
 pub mod error;
 pub mod evaluate;
 pub mod hooks;
+pub mod input_gradient;
 pub mod metrics;
 pub mod schedule;
 pub mod step;
