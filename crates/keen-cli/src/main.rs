@@ -50,6 +50,8 @@ enum Command {
     Export(commands::export::ExportArgs),
     /// Latency (batch 1, p50/p99) and throughput of a keen-runtime model file.
     Bench(commands::runtime::BenchArgs),
+    /// Serve a keen-runtime model over HTTP: dynamic batching, metrics, graceful shutdown.
+    Serve(commands::serve::ServeArgs),
     /// Robustness: calibration and out-of-distribution detection of a saved model.
     #[command(subcommand)]
     Robust(commands::robust::RobustCommand),
@@ -79,6 +81,7 @@ fn main() -> ExitCode {
         Command::Export(args) => commands::export::run(args),
         Command::EvalRuntime(args) => commands::runtime::run(args),
         Command::Bench(args) => commands::runtime::bench(args),
+        Command::Serve(args) => commands::serve::run(args),
         Command::Robust(command) => commands::robust::run(command),
         Command::Eval(args) => commands::eval::run(args),
         Command::Predict(args) => commands::predict::run(args),

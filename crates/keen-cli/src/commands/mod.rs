@@ -12,6 +12,7 @@ pub mod prune;
 pub mod quantize;
 pub mod robust;
 pub mod runtime;
+pub mod serve;
 pub mod train;
 
 use std::collections::BTreeMap;
