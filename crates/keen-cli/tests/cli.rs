@@ -331,3 +331,68 @@ fn kill_9_during_training_then_resume_finishes_with_the_same_model() {
         &["notes.png"],
     );
 }
+
+#[test]
+fn kill_9_during_a_recipe_then_rerun_finishes_without_redoing_stages() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    write_toy_idx(&data, 1_200, 200);
+    let recipe = dir.path().join("toy.toml");
+    std::fs::write(
+        &recipe,
+        "dataset = \"fashion-mnist\"\nseed = 1\n\
+         [teacher]\nmodel = \"cnn-small\"\nepochs = 1\n\
+         [distill]\nstudent = \"resnet8-slim\"\nepochs = 3\nlr = 0.05\n\
+         [quantize]\nbatches = 2\n",
+    )
+    .expect("recipe");
+    let out = dir.path().join("out");
+    let args = [
+        "compress",
+        "--recipe",
+        recipe.to_str().expect("utf8"),
+        "--data",
+        data.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+        "--no-progress",
+    ];
+    // SIGKILL once the distillation has committed its first epoch.
+    let mut child = keen()
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    assert!(
+        wait_for(&out.join("distill/state.json"), Duration::from_secs(300)),
+        "the distillation never checkpointed"
+    );
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    assert!(!out.join("distill/stage.json").exists(), "killed mid-stage");
+    let teacher_done = out.join("teacher/stage.json");
+    let before = std::fs::read(&teacher_done).expect("teacher finished before the kill");
+
+    let output = keen().args(args).output().expect("rerun");
+    assert!(output.status.success(), "rerun failed: {}", stderr(&output));
+    let log = stderr(&output);
+    assert!(log.contains("stage teacher: done earlier"), "{log}");
+    assert_eq!(
+        std::fs::read(&teacher_done).expect("teacher"),
+        before,
+        "the finished teacher is kept as it was"
+    );
+    let rows: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("stages.json")).expect("table"))
+            .expect("json");
+    let stages: Vec<&str> = rows
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| r["stage"].as_str().expect("name"))
+        .collect();
+    assert_eq!(stages, ["teacher", "distill", "ptq"]);
+    assert!(out.join("ptq/model.safetensors").exists());
+}

@@ -11,6 +11,7 @@ pub mod error;
 pub mod export;
 pub mod export_runtime;
 pub mod fold;
+pub mod hint;
 pub mod prune;
 pub mod quantize;
 pub mod recipe;

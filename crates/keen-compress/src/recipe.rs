@@ -18,7 +18,7 @@ use keen_train::{evaluate_all, train, TrainConfig, TrainOptions};
 use serde::{Deserialize, Serialize};
 
 use crate::distill::DistillConfig;
-use crate::prune::{ChannelCriterion, MagnitudePruneConfig, PruneScope};
+use crate::prune::{ChannelCriterion, MagnitudePruneConfig, PruneScope, SparsityPattern};
 use crate::quantize::{CalibrationConfig, RangeMethod};
 use crate::stages;
 use crate::teacher::SavedModel;
@@ -59,6 +59,9 @@ pub struct DistillStage {
     /// Weight of the soft targets.
     #[serde(default = "default_alpha")]
     pub alpha: f32,
+    /// Feature (hint) distillation as well (`[distill.hint]`, its keys optional).
+    #[serde(default)]
+    pub hint: Option<crate::hint::HintConfig>,
 }
 
 fn default_temperature() -> f32 {
@@ -76,6 +79,8 @@ pub struct PruneStage {
     pub sparsity: Option<f32>,
     /// Structured: fraction of channels removed from every prunable group.
     pub channels: Option<f32>,
+    /// Semi-structured: an N:M pattern such as "2:4" (half the weights of every eligible layer).
+    pub pattern: Option<String>,
     /// Fine-tuning epochs.
     pub epochs: usize,
     /// Peak fine-tuning learning rate.
@@ -150,11 +155,22 @@ impl Recipe {
             reason: format!("not a valid recipe: {e}"),
         })?;
         if let Some(prune) = &recipe.prune {
-            if prune.sparsity.is_some() == prune.channels.is_some() {
+            let chosen = [
+                prune.sparsity.is_some(),
+                prune.channels.is_some(),
+                prune.pattern.is_some(),
+            ];
+            if chosen.iter().filter(|c| **c).count() != 1 {
                 return Err(CompressError::BadModel {
                     path: path.to_path_buf(),
-                    reason: "[prune] needs exactly one of `sparsity` (unstructured) or `channels` (structured)".into(),
+                    reason: "[prune] needs exactly one of `sparsity` (unstructured), `channels` (structured) or `pattern` (N:M, e.g. \"2:4\")".into(),
                 });
+            }
+            if let Some(pattern) = &prune.pattern {
+                SparsityPattern::parse(pattern).map_err(|reason| CompressError::BadModel {
+                    path: path.to_path_buf(),
+                    reason: format!("[prune] pattern: {reason}"),
+                })?;
             }
         }
         Ok(recipe)
@@ -185,6 +201,10 @@ pub struct StageRow {
     pub batch256_latency_ms: f64,
     /// Seconds the stage took.
     pub seconds: f64,
+    /// The recipe settings the stage ran with: a rerun with other settings redoes the stage
+    /// and every stage after it.
+    #[serde(default)]
+    pub settings: serde_json::Value,
 }
 
 /// INT8 storage of a quantized graph: 1 byte per conv/linear weight, 4 per bias and per-channel
@@ -233,6 +253,7 @@ fn row(
         int8_bytes: int8_bytes(model),
         batch256_latency_ms: stages::batch_latency_ms(model, input, device),
         seconds,
+        settings: serde_json::Value::Null,
     })
 }
 
@@ -305,26 +326,55 @@ pub fn run_recipe(
         keen_models::weights::write_atomic(&md_path, markdown_table(rows).as_bytes())
             .map_err(io(md_path.clone()))
     };
-    // Runs one stage unless its stage.json exists; returns its model file.
-    let stage = |name: &str,
-                 rows: &mut Vec<StageRow>,
-                 body: &mut dyn FnMut(&Path) -> Result<PathBuf, CompressError>|
+    // Once a stage runs, every later stage must run too: its input changed.
+    let mut redo_rest = false;
+    // Runs one stage unless its stage.json exists with the same settings; returns its model file.
+    let mut stage = |name: &str,
+                     settings: serde_json::Value,
+                     rows: &mut Vec<StageRow>,
+                     body: &mut dyn FnMut(&Path) -> Result<PathBuf, CompressError>|
      -> Result<PathBuf, CompressError> {
         let dir = options.out_dir.join(name);
         let done = dir.join("stage.json");
+        let settings = serde_json::json!({
+            "dataset": recipe.dataset,
+            "seed": recipe.seed,
+            "stage": settings,
+        });
         if let Ok(text) = std::fs::read_to_string(&done) {
             if let Ok(row) = serde_json::from_str::<StageRow>(&text) {
-                eprintln!("stage {name}: done earlier ({})", done.display());
-                let path = row.model_path.clone();
-                rows.push(row);
-                write_table(rows)?;
-                return Ok(path);
+                // A stage.json without settings was written before keen recorded them: trusted.
+                if !redo_rest && (row.settings == settings || row.settings.is_null()) {
+                    eprintln!("stage {name}: done earlier ({})", done.display());
+                    let path = row.model_path.clone();
+                    rows.push(row);
+                    write_table(rows)?;
+                    return Ok(path);
+                }
+                // Keep the old results beside the new ones rather than training over them.
+                let previous = options.out_dir.join(format!("{name}.previous"));
+                let _ = std::fs::remove_dir_all(&previous);
+                std::fs::rename(&dir, &previous).map_err(|source| CompressError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+                eprintln!(
+                    "stage {name}: {}; running it again (the old results are in {})",
+                    if redo_rest {
+                        "an earlier stage ran again"
+                    } else {
+                        "the recipe's settings changed"
+                    },
+                    previous.display()
+                );
             }
         }
+        redo_rest = true;
         eprintln!("stage {name}: running in {}", dir.display());
         let start = std::time::Instant::now();
         let path = body(&dir)?;
-        let row = row(name, &path, test_set, start.elapsed().as_secs_f64(), device)?;
+        let mut row = row(name, &path, test_set, start.elapsed().as_secs_f64(), device)?;
+        row.settings = settings;
         eprintln!(
             "stage {name}: test accuracy {:.2}%, {} parameters ({} non-zero), {:.1}s",
             100.0 * row.test_accuracy,
@@ -341,6 +391,9 @@ pub fn run_recipe(
         write_table(rows)?;
         Ok(path)
     };
+    fn json<T: Serialize>(stage: &T) -> serde_json::Value {
+        serde_json::to_value(stage).unwrap_or_default()
+    }
     let train_options = |dir: &Path| TrainOptions {
         out_dir: dir.to_path_buf(),
         resume: dir.join("state.json").exists(),
@@ -357,6 +410,7 @@ pub fn run_recipe(
 
     let teacher = stage(
         "teacher",
+        serde_json::to_value(&recipe.teacher).unwrap_or_default(),
         &mut rows,
         &mut |dir| match &recipe.teacher.path {
             Some(path) => Ok(path.clone()),
@@ -379,7 +433,7 @@ pub fn run_recipe(
         temperature: d.temperature,
         alpha: d.alpha,
     };
-    let mut student = stage("distill", &mut rows, &mut |dir| {
+    let mut student = stage("distill", json(d), &mut rows, &mut |dir| {
         let config = student_config(recipe, &d.student, d.epochs, d.lr, 0.3);
         let summary = stages::distill(
             &config,
@@ -387,13 +441,18 @@ pub fn run_recipe(
             &train_options(dir),
             &teacher,
             &distill_settings,
+            d.hint.as_ref(),
         )?;
         finished(summary, dir)
     })?;
     if let Some(p) = &recipe.prune {
-        student = stage("prune", &mut rows, &mut |dir| {
+        student = stage("prune", json(p), &mut rows, &mut |dir| {
             let config = student_config(recipe, &d.student, p.epochs, p.lr, 0.0);
             let opts = train_options(dir);
+            let pattern = match &p.pattern {
+                Some(text) => SparsityPattern::parse(text).map_err(CompressError::BadConfig)?,
+                None => SparsityPattern::Unstructured,
+            };
             let summary = match (p.sparsity, p.channels) {
                 (_, Some(ratio)) => {
                     stages::prune_channels_and_finetune(
@@ -415,6 +474,7 @@ pub fn run_recipe(
                     &MagnitudePruneConfig {
                         final_sparsity: sparsity.unwrap_or(0.5),
                         scope: PruneScope::Global,
+                        pattern,
                         ..MagnitudePruneConfig::default()
                     },
                     Some((&teacher, &distill_settings)),
@@ -424,7 +484,7 @@ pub fn run_recipe(
         })?;
     }
     if let Some(q) = &recipe.quantize {
-        stage("ptq", &mut rows, &mut |dir| {
+        stage("ptq", json(q), &mut rows, &mut |dir| {
             let out = dir.join("model.safetensors");
             let calibration = CalibrationConfig {
                 batches: q.batches,
@@ -448,7 +508,7 @@ pub fn run_recipe(
         })?;
     }
     if let Some(q) = &recipe.qat {
-        stage("qat", &mut rows, &mut |dir| {
+        stage("qat", json(q), &mut rows, &mut |dir| {
             let config = student_config(recipe, &d.student, q.epochs, q.lr, 0.0);
             let summary = stages::quantization_aware_training(
                 &config,

@@ -15,6 +15,7 @@ use keen_data::loader::Normalization;
 use keen_models::KeenModel;
 
 use crate::distill::{DistillConfig, Distiller, TeacherLogits, TeacherSource};
+use crate::hint::{finished_student, HintConfig, HintDistiller};
 use crate::prune::{
     plan_channels, remove_channels, ChannelCriterion, GradualMagnitudePruner, MagnitudePruneConfig,
 };
@@ -24,22 +25,55 @@ use crate::quantize::{
 use crate::teacher::SavedModel;
 use crate::CompressError;
 
-/// Trains `config.model` (from scratch) as a student of the model saved at `teacher_path`.
+/// Trains `config.model` (from scratch) as a student of the model saved at `teacher_path`,
+/// from its logits and, with `hint`, from one of its feature maps.
 pub fn distill(
     config: &TrainConfig,
     dataset: &ImageDataset,
     options: &TrainOptions,
     teacher_path: &Path,
     settings: &DistillConfig,
+    hint: Option<&HintConfig>,
 ) -> Result<TrainSummary, CompressError> {
     settings.validate().map_err(CompressError::BadConfig)?;
     let source = teacher_source(config, dataset, options, teacher_path)?;
-    let mut hooks = Distiller {
+    let logits = Distiller {
         config: settings.clone(),
         teacher: source,
         teacher_name: display_name(teacher_path),
     };
-    Ok(train_with(config, dataset, options, None, &mut hooks)?)
+    let Some(hint) = hint else {
+        let mut hooks = logits;
+        return Ok(train_with(config, dataset, options, None, &mut hooks)?);
+    };
+    let teacher = SavedModel::load(teacher_path, &options.device)?;
+    if teacher.normalization != Normalization::fit(dataset) {
+        return Err(CompressError::BadModel {
+            path: teacher_path.to_path_buf(),
+            reason: "hint distillation runs the teacher on the student's inputs, but the teacher was trained with another normalisation than this dataset's".into(),
+        });
+    }
+    // Built on the plain device: lowering to a graph copies parameters, and the trainer makes
+    // the copies trainable leaves on its autodiff device.
+    let spec =
+        keen_models::ModelSpec::new(&config.model, dataset.image_shape(), dataset.num_classes());
+    let student = keen_train::trainer::seeded_model(&spec, config.seed, &options.device)?;
+    let (mut hooks, student) = HintDistiller::new(
+        hint.clone(),
+        &teacher.loaded.model,
+        student,
+        dataset.image_shape(),
+        Box::new(logits),
+        &options.device,
+    )?;
+    let summary = train_with(config, dataset, options, Some(student), &mut hooks)?;
+    if let Some(path) = &summary.model_path {
+        // The saved model still carries the regressor: the student is the graph without it.
+        let saved = keen_models::weights::load(path, &options.device)?;
+        let student = finished_student(saved.model);
+        keen_models::weights::save(&student, &saved.spec, &saved.metadata, path)?;
+    }
+    Ok(summary)
 }
 
 /// The loss of a fine-tuning run: distillation from `teacher` when one is given, else plain
@@ -302,6 +336,7 @@ pub fn quantization_aware_training(
             scope: crate::prune::PruneScope::Global,
             end_fraction: 0.0,
             updates: 1,
+            pattern: crate::prune::SparsityPattern::Unstructured,
         };
         let mut hooks = GradualMagnitudePruner::new(hold, inner);
         return Ok(train_with(

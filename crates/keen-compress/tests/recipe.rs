@@ -22,6 +22,8 @@ epochs = 2
 student = "resnet8-slim"
 epochs = 4
 lr = 0.05
+[distill.hint]
+weight = 0.5
 [prune]
 sparsity = 0.5
 epochs = 1
@@ -57,6 +59,17 @@ fn recipe_runs_every_stage_and_resumes_at_the_first_unfinished_one() {
     }
     let teacher = &rows[0];
     let qat = &rows[4];
+    // Hint distillation trained a regressor inside the student; the saved student is without it.
+    let plain_student = keen_models::build_model(
+        &keen_models::ModelSpec::new("resnet8-slim", train.image_shape(), train.num_classes()),
+        &Device::flex(),
+    )
+    .unwrap();
+    assert_eq!(
+        rows[1].params,
+        keen_models::trainable_params(&plain_student),
+        "the distilled student has the student's architecture"
+    );
     assert!(
         qat.params * 3 < teacher.params,
         "the student is much smaller"
@@ -89,6 +102,29 @@ fn recipe_runs_every_stage_and_resumes_at_the_first_unfinished_one() {
         .modified()
         .unwrap();
     assert_eq!(before, after, "finished stages are not redone");
+
+    // Other QAT settings: only QAT runs again, and the old QAT results are kept aside.
+    let changed = Recipe::from_toml(
+        &RECIPE.replace(
+            "[qat]\nepochs = 1\nlr = 0.01",
+            "[qat]\nepochs = 1\nlr = 0.02",
+        ),
+        Path::new("toy.toml"),
+    )
+    .expect("parse");
+    assert_ne!(changed.qat, recipe.qat);
+    let rows = run_recipe(&changed, &train, &test, &options).expect("rerun");
+    assert_eq!(rows.len(), 5);
+    assert!(dir.path().join("qat.previous/stage.json").exists());
+    assert!(!dir.path().join("ptq.previous").exists());
+    let after = std::fs::metadata(&teacher_done)
+        .unwrap()
+        .modified()
+        .unwrap();
+    assert_eq!(
+        before, after,
+        "stages before the changed one are not redone"
+    );
 }
 
 #[test]

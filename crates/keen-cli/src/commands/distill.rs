@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use anyhow::Result;
 use clap::Args;
 use keen_compress::distill::DistillConfig;
+use keen_compress::hint::HintConfig;
 
 use super::train::TrainArgs;
 
@@ -35,7 +36,10 @@ impl KdArgs {
 Examples:
   keen train --model resnet20 --out runs/teacher
   keen distill --teacher runs/teacher/model.safetensors --model resnet8-slim --out runs/student
-  keen distill --teacher runs/teacher/model.safetensors --model resnet8-slim --temperature 2 --alpha 0.5")]
+  keen distill --teacher runs/teacher/model.safetensors --model resnet8-slim --temperature 2 --alpha 0.5
+  keen distill --teacher runs/teacher/model.safetensors --model resnet8-slim --hint --hint-weight 0.5
+  keen distill --teacher runs/teacher/model.safetensors --model resnet8-slim \
+               --hint-teacher-layer blocks.5.relu2 --hint-student-layer blocks.1.relu2")]
 pub struct DistillArgs {
     /// The teacher: any model file keen saved for the same dataset.
     #[arg(long, value_name = "MODEL_FILE")]
@@ -43,6 +47,19 @@ pub struct DistillArgs {
     /// Distillation settings.
     #[command(flatten)]
     pub kd: KdArgs,
+    /// Hint distillation as well (FitNets): the student's last feature map learns, through a
+    /// 1x1 regressor, to match the teacher's. The --hint-* options imply it.
+    #[arg(long)]
+    pub hint: bool,
+    /// Teacher layer (graph node name) whose output is the hint [default: last feature map].
+    #[arg(long, value_name = "NODE")]
+    pub hint_teacher_layer: Option<String>,
+    /// Student layer (graph node name) guided by the hint [default: last feature map].
+    #[arg(long, value_name = "NODE")]
+    pub hint_student_layer: Option<String>,
+    /// Weight of the hint term (mean squared error of the feature maps).
+    #[arg(long, value_name = "BETA")]
+    pub hint_weight: Option<f32>,
     /// The student's training options (--model is the student).
     #[command(flatten)]
     pub train: TrainArgs,
@@ -51,6 +68,15 @@ pub struct DistillArgs {
 /// Runs `keen distill`.
 pub fn run(args: DistillArgs) -> Result<()> {
     let settings = args.kd.config();
+    let hint = (args.hint
+        || args.hint_teacher_layer.is_some()
+        || args.hint_student_layer.is_some()
+        || args.hint_weight.is_some())
+    .then(|| HintConfig {
+        teacher_layer: args.hint_teacher_layer.clone(),
+        student_layer: args.hint_student_layer.clone(),
+        weight: args.hint_weight.unwrap_or(HintConfig::default().weight),
+    });
     super::train::run_with(&args.train, "distilling", |config, dataset, options| {
         Ok(keen_compress::stages::distill(
             config,
@@ -58,6 +84,7 @@ pub fn run(args: DistillArgs) -> Result<()> {
             options,
             &args.teacher,
             &settings,
+            hint.as_ref(),
         )?)
     })
 }

@@ -19,7 +19,8 @@ use crate::output::human;
 Examples:
   keen info --list
   keen info resnet20
-  keen info runs/cnn-small/model.safetensors --json")]
+  keen info runs/cnn-small/model.safetensors --json
+  keen info resnet20 --layers        # graph node names, e.g. for keen distill --hint-teacher-layer")]
 pub struct InfoArgs {
     /// A registered model name or a model file written by keen.
     pub target: Option<String>,
@@ -32,9 +33,44 @@ pub struct InfoArgs {
     /// Number of classes for registry models.
     #[arg(long, default_value_t = 10)]
     pub classes: usize,
+    /// Also list the model's layers as graph nodes: name, operation, output shape (the names
+    /// that hint distillation and sensitivity scans refer to).
+    #[arg(long)]
+    pub layers: bool,
     /// Print JSON instead of text.
     #[arg(long)]
     pub json: bool,
+}
+
+/// One graph node as `keen info --layers` lists it.
+#[derive(Debug, Serialize)]
+pub struct LayerInfo {
+    /// Node name.
+    pub name: String,
+    /// Operation.
+    pub op: String,
+    /// Output shape of one image.
+    pub shape: Vec<usize>,
+}
+
+fn layers(model: &KeenModel, input: [usize; 3]) -> Result<Vec<LayerInfo>> {
+    let graph = model.to_graph(input)?;
+    let shapes = keen_models::graph::infer_shapes(graph.graph()).map_err(anyhow::Error::msg)?;
+    Ok(graph
+        .graph()
+        .nodes
+        .iter()
+        .enumerate()
+        .map(|(i, node)| LayerInfo {
+            name: node.name.clone(),
+            op: format!("{:?}", node.op)
+                .split([' ', '{', '('])
+                .next()
+                .unwrap_or_default()
+                .to_string(),
+            shape: shapes[i + 1].clone(),
+        })
+        .collect())
 }
 
 /// What `keen info` reports about one model.
@@ -63,6 +99,9 @@ pub struct ModelInfo {
     /// The model's default training recipe (registry models only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub preset: Option<TrainConfig>,
+    /// Graph nodes (with --layers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub layers: Option<Vec<LayerInfo>>,
 }
 
 fn describe(
@@ -84,6 +123,7 @@ fn describe(
         flops: 2 * macs,
         size_bytes,
         preset,
+        layers: None,
     }
 }
 
@@ -119,10 +159,10 @@ pub fn run(args: InfoArgs) -> Result<()> {
     }
     let target = args.target.unwrap_or_default();
     let path = Path::new(&target);
-    let info = if path.exists() {
+    let (model, spec, size, preset) = if path.exists() {
         let size = std::fs::metadata(path)?.len();
         let loaded = weights::load(path, &device)?;
-        describe(&loaded.model, &loaded.spec, size, None)
+        (loaded.model, loaded.spec, size, None)
     } else if target.ends_with(".safetensors") {
         bail!("{target}: no such file");
     } else {
@@ -131,8 +171,12 @@ pub fn run(args: InfoArgs) -> Result<()> {
         let size = weights::to_bytes(&model, &spec, &Default::default())
             .map(|b| b.len() as u64)
             .unwrap_or(0);
-        describe(&model, &spec, size, Some(TrainConfig::preset(&target)))
+        (model, spec, size, Some(TrainConfig::preset(&target)))
     };
+    let mut info = describe(&model, &spec, size, preset);
+    if args.layers {
+        info.layers = Some(layers(&model, spec.input_shape())?);
+    }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&info)?);
     } else {
@@ -166,6 +210,9 @@ pub fn run(args: InfoArgs) -> Result<()> {
             info.size_bytes,
             human(info.size_bytes as f64)
         );
+        for layer in info.layers.iter().flatten() {
+            println!("  {:<28} {:<14} {:?}", layer.name, layer.op, layer.shape);
+        }
         if let Some(preset) = &info.preset {
             println!(
                 "preset      {} epochs, batch {}, {:?} lr {}, weight decay {}, {:?}",

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::Result;
 use clap::{Args, ValueEnum};
-use keen_compress::prune::{ChannelCriterion, MagnitudePruneConfig, PruneScope};
+use keen_compress::prune::{ChannelCriterion, MagnitudePruneConfig, PruneScope, SparsityPattern};
 
 use super::train::TrainArgs;
 use crate::device::parse_devices;
@@ -33,6 +33,7 @@ pub enum CriterionArg {
 Examples:
   keen prune --from runs/student/model.safetensors --sparsity 0.8 --epochs 2 --lr 0.01 --out runs/pruned
   keen prune --from runs/teacher/model.safetensors --channels 0.5 --epochs 2 --lr 0.02 --out runs/slim
+  keen prune --from runs/student/model.safetensors --pattern 2:4 --epochs 1 --lr 0.01 --out runs/sparse24
   keen prune --from runs/student/model.safetensors --sparsity 0.9 --scope layerwise \\
              --teacher runs/teacher/model.safetensors --crop-padding 0 --hflip false --out runs/pruned")]
 pub struct PruneArgs {
@@ -46,6 +47,11 @@ pub struct PruneArgs {
     /// How structured pruning ranks channels.
     #[arg(long, value_enum, default_value = "l1")]
     pub criterion: CriterionArg,
+    /// Semi-structured N:M sparsity instead, e.g. 2:4: of every 4 consecutive input weights
+    /// the 2 largest stay (the pattern sparse tensor cores accelerate). Set once, then held
+    /// while fine-tuning; layers whose input count is not a multiple of M stay dense.
+    #[arg(long, value_name = "N:M", value_parser = parse_pattern, conflicts_with_all = ["channels", "sparsity"])]
+    pub pattern: Option<SparsityPattern>,
     /// Final fraction of zero weights (convolution and linear weights), in [0, 1).
     #[arg(long, default_value_t = 0.8)]
     pub sparsity: f32,
@@ -66,6 +72,10 @@ pub struct PruneArgs {
     pub train: TrainArgs,
 }
 
+fn parse_pattern(text: &str) -> Result<SparsityPattern, String> {
+    SparsityPattern::parse(text)
+}
+
 /// Runs `keen prune`.
 pub fn run(mut args: PruneArgs) -> Result<()> {
     let (device, _) = parse_devices(&args.train.device)?;
@@ -77,6 +87,7 @@ pub fn run(mut args: PruneArgs) -> Result<()> {
             ScopeArg::Layerwise => PruneScope::Layerwise,
         },
         end_fraction: args.ramp.clamp(0.0, 1.0),
+        pattern: args.pattern.unwrap_or_default(),
         ..MagnitudePruneConfig::default()
     };
     let distill = args.kd.config();

@@ -15,7 +15,7 @@ use burn::nn::loss::CrossEntropyLoss;
 use burn::prelude::*;
 use burn::tensor::TensorData;
 use keen_models::KeenModel;
-use keen_train::{LossInputs, TrainHooks};
+use keen_train::{LossInputs, ShardInputs, TrainHooks};
 use serde::{Deserialize, Serialize};
 
 /// Whether sparsity is reached per layer or across all layers together.
@@ -26,6 +26,44 @@ pub enum PruneScope {
     Layerwise,
     /// One magnitude threshold for all layers: layers with many small weights lose more.
     Global,
+}
+
+/// Which weights magnitude pruning may zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SparsityPattern {
+    /// Any weight: the sparsity and scope decide.
+    #[default]
+    Unstructured,
+    /// Semi-structured N:M: in every group of `m` consecutive weights along the input
+    /// dimension (input channels of a convolution at each kernel position, inputs of a linear
+    /// layer) the `n` largest survive. 2:4 is the pattern of NVIDIA's sparse tensor cores. The
+    /// masks are set once, at the first step, and held; layers whose input count is not a
+    /// multiple of `m` (the first convolution, depthwise convolutions) stay dense.
+    NofM {
+        /// Weights kept per group.
+        n: usize,
+        /// Group size.
+        m: usize,
+    },
+}
+
+impl SparsityPattern {
+    /// Parses `"2:4"`-style N:M patterns and `"unstructured"`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        if text.eq_ignore_ascii_case("unstructured") {
+            return Ok(Self::Unstructured);
+        }
+        let parsed = text
+            .split_once(':')
+            .and_then(|(n, m)| Some((n.trim().parse().ok()?, m.trim().parse().ok()?)));
+        match parsed {
+            Some((n, m)) if 0 < n && n < m => Ok(Self::NofM { n, m }),
+            _ => Err(format!(
+                "'{text}' is not a sparsity pattern: use N:M with 0 < N < M (e.g. 2:4) or 'unstructured'"
+            )),
+        }
+    }
 }
 
 /// Settings of gradual magnitude pruning.
@@ -39,6 +77,10 @@ pub struct MagnitudePruneConfig {
     pub end_fraction: f32,
     /// Number of mask updates between the start and `end_fraction`.
     pub updates: usize,
+    /// Unstructured, or N:M semi-structured (then `final_sparsity`, `scope` and the schedule
+    /// do not apply).
+    #[serde(default)]
+    pub pattern: SparsityPattern,
 }
 
 impl Default for MagnitudePruneConfig {
@@ -48,6 +90,7 @@ impl Default for MagnitudePruneConfig {
             scope: PruneScope::Global,
             end_fraction: 0.7,
             updates: 10,
+            pattern: SparsityPattern::Unstructured,
         }
     }
 }
@@ -169,6 +212,53 @@ pub fn magnitude_masks(
         .collect()
 }
 
+/// N:M masks: in each group of `m` consecutive weights along a layer's input dimension, the `n`
+/// of largest magnitude are kept (ties: the earlier). Convolution weights are
+/// `[out, in, kh, kw]` (groups run over `in` at each kernel position), linear weights burn's
+/// `[in, out]` (groups run over `in` for each output). Layers with an input count that is not
+/// a multiple of `m` keep every weight.
+pub fn n_of_m_masks(
+    weights: &BTreeMap<String, (Vec<usize>, Vec<f32>)>,
+    n: usize,
+    m: usize,
+) -> BTreeMap<String, (Vec<usize>, Vec<f32>)> {
+    weights
+        .iter()
+        .map(|(path, (dims, values))| {
+            let mut mask = vec![1.0f32; values.len()];
+            // (inputs, stride between consecutive inputs, the other positions' offsets)
+            let layout: Option<(usize, usize, Vec<usize>)> = match dims.as_slice() {
+                [out, inputs, kh, kw] => {
+                    let (out, inputs, k) = (*out, *inputs, kh * kw);
+                    let offsets = (0..out)
+                        .flat_map(|o| (0..k).map(move |p| o * inputs * k + p))
+                        .collect();
+                    Some((inputs, k, offsets))
+                }
+                [inputs, out] => Some((*inputs, *out, (0..*out).collect())),
+                _ => None,
+            };
+            if let Some((inputs, stride, offsets)) = layout {
+                if m > 0 && inputs % m == 0 && inputs >= m {
+                    let mut group: Vec<usize> = Vec::with_capacity(m);
+                    for base in offsets {
+                        for start in (0..inputs).step_by(m) {
+                            group.clear();
+                            group.extend((start..start + m).map(|i| base + i * stride));
+                            // Largest magnitude first; a stable sort keeps the earlier of ties.
+                            group.sort_by(|&a, &b| values[b].abs().total_cmp(&values[a].abs()));
+                            for &index in &group[n..] {
+                                mask[index] = 0.0;
+                            }
+                        }
+                    }
+                }
+            }
+            (path.clone(), (dims.clone(), mask))
+        })
+        .collect()
+}
+
 /// The fraction of prunable weights of `model` that are exactly zero.
 pub fn weight_sparsity<M: Module>(model: &M) -> f32 {
     let mut collect = CollectWeights {
@@ -239,8 +329,30 @@ impl TrainHooks for GradualMagnitudePruner {
         self.inner.loss(inputs, cross_entropy)
     }
 
+    fn forward_loss(
+        &self,
+        model: &KeenModel,
+        shard: ShardInputs<'_>,
+        cross_entropy: &CrossEntropyLoss,
+    ) -> (Tensor<2>, Tensor<1>) {
+        self.inner.forward_loss(model, shard, cross_entropy)
+    }
+
     fn after_step(&mut self, model: KeenModel, step: usize, total_steps: usize) -> KeenModel {
         let model = self.inner.after_step(model, step, total_steps);
+        if let SparsityPattern::NofM { n, m } = self.config.pattern {
+            if self.masks.is_empty() {
+                let mut collect = CollectWeights {
+                    path: Vec::new(),
+                    weights: BTreeMap::new(),
+                };
+                model.visit(&mut collect);
+                self.masks = n_of_m_masks(&collect.weights, n, m);
+            }
+            let model = self.apply(model);
+            self.sparsity = weight_sparsity(&model);
+            return model;
+        }
         let end = ((total_steps as f32) * self.config.end_fraction).round() as usize;
         let every = (end / self.config.updates.max(1)).max(1);
         if self.masks.is_empty() || (step <= end && step.is_multiple_of(every)) {
@@ -302,6 +414,93 @@ mod tests {
     }
 
     #[test]
+    fn two_of_four_keeps_the_two_largest_of_every_group() {
+        let mut weights = BTreeMap::new();
+        // Linear [in 8, out 2]: output 0 reads column 0, output 1 column 1.
+        let linear: Vec<f32> = vec![
+            1.0, -8.0, //
+            -5.0, 7.0, //
+            3.0, 0.5, //
+            2.0, 6.0, //
+            0.1, 1.0, //
+            0.2, 2.0, //
+            0.3, 3.0, //
+            -0.4, 4.0,
+        ];
+        weights.insert("fc".to_string(), (vec![8, 2], linear));
+        // Conv [out 1, in 4, 1, 2]: groups over the 4 inputs at each of the 2 positions.
+        let conv: Vec<f32> = vec![1.0, 9.0, 2.0, 8.0, 3.0, 7.0, 4.0, 6.0];
+        weights.insert("conv".to_string(), (vec![1, 4, 1, 2], conv));
+        // Conv with 3 inputs: not a multiple of 4, stays dense.
+        weights.insert("stem".to_string(), (vec![2, 3, 1, 1], vec![1.0; 6]));
+        let masks = n_of_m_masks(&weights, 2, 4);
+        let fc = &masks["fc"].1;
+        // Output 0, inputs 0..4: |1, -5, 3, 2| keeps -5 and 3; inputs 4..8 keeps 0.3 and -0.4.
+        let column = |col: usize| (0..8).map(|i| fc[i * 2 + col]).collect::<Vec<_>>();
+        assert_eq!(column(0), [0.0, 1.0, 1.0, 0.0, 0.0, 0.0, 1.0, 1.0]);
+        assert_eq!(column(1), [1.0, 1.0, 0.0, 0.0, 0.0, 0.0, 1.0, 1.0]);
+        // Position 0 reads [1, 2, 3, 4] → keeps 3, 4; position 1 reads [9, 8, 7, 6] → keeps 9, 8.
+        assert_eq!(masks["conv"].1, [0.0, 1.0, 0.0, 1.0, 1.0, 0.0, 1.0, 0.0]);
+        assert!(masks["stem"].1.iter().all(|m| *m == 1.0));
+        for mask in [&masks["fc"].1, &masks["conv"].1] {
+            assert_eq!(mask.iter().filter(|m| **m == 0.0).count() * 2, mask.len());
+        }
+    }
+
+    #[test]
+    fn patterns_parse() {
+        assert_eq!(
+            SparsityPattern::parse("2:4"),
+            Ok(SparsityPattern::NofM { n: 2, m: 4 })
+        );
+        assert_eq!(
+            SparsityPattern::parse("unstructured"),
+            Ok(SparsityPattern::Unstructured)
+        );
+        for bad in ["4:2", "0:4", "2-4", "x:4", ""] {
+            assert!(SparsityPattern::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn two_of_four_masks_hold_through_training_steps() {
+        let device = Device::flex().autodiff();
+        let spec = ModelSpec::new("cnn-small", [1, 28, 28], 10);
+        device.seed(5);
+        let mut model = build_model(&spec, &device).unwrap();
+        let mut pruner = GradualMagnitudePruner::new(
+            MagnitudePruneConfig {
+                pattern: SparsityPattern::NofM { n: 2, m: 4 },
+                ..MagnitudePruneConfig::default()
+            },
+            Box::new(keen_train::PlainTraining),
+        );
+        let mut optimizer: ModuleOptimizer = SgdConfig::new().init();
+        for step in 1..=3 {
+            model = pruner.after_step(model, step, 3);
+            let mut collect = CollectWeights {
+                path: Vec::new(),
+                weights: BTreeMap::new(),
+            };
+            model.visit(&mut collect);
+            // conv1 has one input channel (dense); conv2, fc1 and the head are 2:4.
+            for (path, (dims, values)) in &collect.weights {
+                let inputs = if dims.len() == 4 { dims[1] } else { dims[0] };
+                let zeros = values.iter().filter(|v| **v == 0.0).count();
+                if inputs % 4 == 0 {
+                    assert_eq!(zeros * 2, values.len(), "{path} after step {step}");
+                } else {
+                    assert_eq!(zeros, 0, "{path} stays dense");
+                }
+            }
+            let images = Tensor::<4>::ones([2, 1, 28, 28], &device);
+            let loss = model.forward(images).powi_scalar(2).mean();
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optimizer.step(0.1, model, grads);
+        }
+    }
+
+    #[test]
     fn pruned_weights_stay_zero_after_optimizer_steps() {
         let device = Device::flex().autodiff();
         let spec = ModelSpec::new("cnn-small", [1, 28, 28], 10);
@@ -313,6 +512,7 @@ mod tests {
                 scope: PruneScope::Layerwise,
                 end_fraction: 0.5,
                 updates: 1,
+                pattern: SparsityPattern::Unstructured,
             },
             Box::new(keen_train::PlainTraining),
         );

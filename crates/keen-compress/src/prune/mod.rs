@@ -5,4 +5,6 @@ pub mod channels;
 pub mod magnitude;
 
 pub use channels::{plan_channels, remove_channels, ChannelCriterion};
-pub use magnitude::{cubic_sparsity, GradualMagnitudePruner, MagnitudePruneConfig, PruneScope};
+pub use magnitude::{
+    cubic_sparsity, GradualMagnitudePruner, MagnitudePruneConfig, PruneScope, SparsityPattern,
+};

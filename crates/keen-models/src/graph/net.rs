@@ -430,6 +430,27 @@ impl GraphNet {
         }
     }
 
+    /// Runs nodes `0..end` (which may go past the logits, to auxiliary nodes such as a
+    /// distillation projection) and returns the values `wanted`, as later nodes see them (after
+    /// fake quantization). Every wanted value must be produced by a node before `end`.
+    pub fn forward_values(&self, images: Tensor<4>, end: usize, wanted: &[ValueId]) -> Vec<Value> {
+        let def = self.graph();
+        let end = end.min(def.nodes.len());
+        let mut values = vec![None; def.nodes.len() + 1];
+        values[0] = Some(Value::Map(images));
+        self.run(&mut values, 0..end, true, &mut |_, _| {});
+        wanted
+            .iter()
+            .map(|&id| {
+                values
+                    .get(id)
+                    .cloned()
+                    .flatten()
+                    .unwrap_or_else(|| panic!("graph value {id} is not computed by nodes 0..{end}"))
+            })
+            .collect()
+    }
+
     /// Runs the whole graph and calls `visit` with every value (before fake quantization);
     /// used by calibration and pruning to see inside the model.
     pub fn forward_visit(&self, images: Tensor<4>, visit: &mut dyn FnMut(ValueId, &Value)) {
