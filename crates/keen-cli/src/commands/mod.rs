@@ -1,5 +1,6 @@
 //! One module per subcommand, plus what several of them share.
 
+pub mod attack;
 pub mod bench;
 pub mod compress;
 pub mod datasets;

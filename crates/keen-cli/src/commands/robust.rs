@@ -23,6 +23,8 @@ pub enum RobustCommand {
     Calibrate(CalibrateArgs),
     /// Out-of-distribution detection: MSP, energy and max-logit scores against another dataset.
     Ood(OodArgs),
+    /// Adversarial attacks (FGSM, PGD, APGD-CE): accuracy at each ε, gradient-masking checks.
+    Attack(super::attack::AttackArgs),
 }
 
 /// Options of `keen robust calibrate`.
@@ -74,6 +76,7 @@ pub fn run(command: RobustCommand) -> Result<()> {
     match command {
         RobustCommand::Calibrate(args) => calibrate(args),
         RobustCommand::Ood(args) => ood(args),
+        RobustCommand::Attack(args) => super::attack::run(args),
     }
 }
 
@@ -115,7 +118,7 @@ fn score(
     })
 }
 
-fn dataset_of(model: &Path) -> Result<(String, f32, u64)> {
+pub(super) fn dataset_of(model: &Path) -> Result<(String, f32, u64)> {
     let metadata = keen_models::weights::read_metadata(model)?;
     let dataset = metadata
         .get(keen_train::trainer::meta::DATASET)

@@ -111,6 +111,37 @@ pub struct TrainArgs {
     /// Hide progress bars.
     #[arg(long)]
     pub no_progress: bool,
+    /// Adversarial training (keen train only).
+    #[command(flatten)]
+    pub adversarial: AdversarialArgs,
+}
+
+/// Options of adversarial training.
+#[derive(Args, Debug, Default)]
+#[command(next_help_heading = "Adversarial training (keen train only)")]
+pub struct AdversarialArgs {
+    /// Train on attacked images: pgd (Madry), trades, or fgsm-rs (fast FGSM, random start).
+    #[arg(long, value_name = "METHOD")]
+    pub adversarial: Option<String>,
+    /// L∞ budget in pixel units (pixels in [0, 1]).
+    #[arg(long, default_value_t = 0.3)]
+    pub adv_eps: f32,
+    /// Attack steps per training step [default: 10 for pgd and trades, 1 for fgsm-rs].
+    #[arg(long)]
+    pub adv_steps: Option<usize>,
+    /// Attack step size [default: 1.25·ε for fgsm-rs, 2.5·ε/steps otherwise].
+    #[arg(long)]
+    pub adv_alpha: Option<f32>,
+    /// TRADES' β (weight of the KL term).
+    #[arg(long, default_value_t = 6.0)]
+    pub trades_beta: f32,
+    /// Grow ε linearly from 0 over this many epochs (fractions allowed).
+    #[arg(long, default_value_t = 0.0)]
+    pub adv_ramp_epochs: f64,
+    /// After every epoch, PGD-10 accuracy on this many validation images; the most robust
+    /// epoch is kept as model-best-robust.safetensors (0 = off).
+    #[arg(long, default_value_t = 0)]
+    pub adv_val_images: usize,
 }
 
 fn parse_randaugment(text: &str) -> Result<Option<RandAugment>> {
@@ -193,6 +224,11 @@ fn resolve_config(args: &TrainArgs) -> Result<TrainConfig> {
 
 /// Runs `keen train`.
 pub fn run(args: TrainArgs) -> Result<()> {
+    if args.adversarial.adversarial.is_some() {
+        return run_with(&args, "adversarial training", |config, dataset, options| {
+            adversarial_training(&args.adversarial, config, dataset, options)
+        });
+    }
     run_with(&args, "training", |config, dataset, options| {
         Ok(keen_train::train(config, dataset, options)?)
     })
@@ -205,6 +241,10 @@ pub fn run_with(
     verb: &str,
     trainer: impl FnOnce(&TrainConfig, &ImageDataset, &TrainOptions) -> Result<TrainSummary>,
 ) -> Result<()> {
+    anyhow::ensure!(
+        args.adversarial.adversarial.is_none() || verb == "adversarial training",
+        "--adversarial is only supported by keen train"
+    );
     let config = resolve_config(args)?;
     let (device, extra_devices) = parse_devices(&args.device)?;
     let out = args
@@ -258,4 +298,76 @@ pub fn run_with(
         model_path.display()
     );
     Ok(())
+}
+
+/// Adversarial training hooks from the options, then the run.
+fn adversarial_training(
+    args: &AdversarialArgs,
+    config: &TrainConfig,
+    dataset: &ImageDataset,
+    options: &TrainOptions,
+) -> Result<TrainSummary> {
+    use keen_train::adversarial::{
+        AdversarialConfig, AdversarialMethod, AdversarialTraining, RobustValidation,
+    };
+    let method: AdversarialMethod = args
+        .adversarial
+        .as_deref()
+        .unwrap_or("pgd")
+        .parse()
+        .map_err(anyhow::Error::msg)?;
+    let mut adv = AdversarialConfig::new(method, args.adv_eps);
+    if let Some(steps) = args.adv_steps {
+        adv.steps = steps;
+        if method != AdversarialMethod::FgsmRs {
+            adv.step_size = 2.5 * args.adv_eps / steps.max(1) as f32;
+        }
+    }
+    if let Some(alpha) = args.adv_alpha {
+        adv.step_size = alpha;
+    }
+    adv.trades_beta = args.trades_beta;
+    adv.seed = config.seed;
+    let (mut train_idx, val_idx) =
+        keen_data::split::train_val_split(dataset.len(), config.val_fraction, config.seed);
+    if let Some(limit) = config.max_train_images {
+        train_idx.truncate(limit);
+    }
+    let steps_per_epoch = (train_idx.len() / config.batch_size.max(1)).max(1);
+    adv.ramp_steps = (args.adv_ramp_epochs * steps_per_epoch as f64).round() as usize;
+    let normalization = keen_data::loader::Normalization::fit(dataset);
+    let mut hooks = AdversarialTraining::new(adv, normalization.clone(), dataset.image_shape())?;
+    if options.resume {
+        let state = keen_train::checkpoint::RunDir::new(&options.out_dir).read_state()?;
+        hooks = hooks.starting_at(state.map(|s| s.global_step).unwrap_or(0));
+    }
+    if args.adv_val_images > 0 {
+        anyhow::ensure!(
+            !val_idx.is_empty(),
+            "--adv-val-images needs a validation split (--val-fraction > 0)"
+        );
+        let images = &val_idx[..args.adv_val_images.min(val_idx.len())];
+        let spec = keen_models::ModelSpec::new(
+            &config.model,
+            dataset.image_shape(),
+            dataset.num_classes(),
+        );
+        let metadata = keen_train::trainer::model_metadata(config, dataset, &normalization);
+        hooks = hooks.with_validation(RobustValidation::new(
+            dataset,
+            images,
+            args.adv_eps,
+            10,
+            steps_per_epoch,
+            options.out_dir.clone(),
+            spec,
+            metadata,
+        ));
+    }
+    eprintln!("adversarial training: {:?}", hooks.config());
+    let summary = keen_train::train_with(config, dataset, options, None, &mut hooks)?;
+    if let Some(e) = hooks.validation_error.take() {
+        return Err(e.into());
+    }
+    Ok(summary)
 }

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Adversarial robustness on MNIST (docs/RESULTS.md, "Adversarial robustness (MNIST)").
+#
+# Trains cnn-small twice on MNIST -- normally, and with fast FGSM adversarial training
+# (Wong, Rice & Kolter 2020: random start, alpha = 1.25 eps = 0.375, eps = 0.3 ramped up over
+# the first 2 epochs, PGD-10 accuracy on 500 validation images after every epoch and the most
+# robust epoch kept) -- then attacks both with PGD-50 and 10 restarts at eps = 0.3 (L-inf) on
+# the first $LIMIT test images, with the gradient-masking checks, and draws an eps-curve with
+# PGD-20.
+#
+#   scripts/adversarial-mnist.sh                  # everything (~1 h on 2 busy cores)
+#   LIMIT=10000 scripts/adversarial-mnist.sh      # the whole test split (slow)
+#   MNIST_DIR=/path/to/idx scripts/adversarial-mnist.sh
+#
+# A rerun resumes an unfinished training run and retrains nothing that is finished.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+OUT=${OUT:-runs/adversarial-mnist}
+LIMIT=${LIMIT:-1000}
+EPOCHS=${EPOCHS:-10}
+DATA=()
+if [[ -n "${MNIST_DIR:-}" ]]; then
+    DATA=(--data "$MNIST_DIR")
+elif [[ -d /work/shared/data/mnist ]]; then
+    DATA=(--data /work/shared/data/mnist)
+fi
+
+cargo build --release -p keen-cli
+KEEN="$KEEN_BIN"
+
+train() { # name, then keen train options
+    local name=$1
+    shift
+    local dir="$OUT/$name"
+    if [[ -f "$dir/model.safetensors" ]]; then
+        echo "== $name: already trained ($dir)"
+        return
+    fi
+    local resume=()
+    [[ -f "$dir/state.json" ]] && resume=(--resume)
+    echo "== training $name"
+    local start=$SECONDS
+    "$KEEN" train --model cnn-small --dataset mnist "${DATA[@]}" --out "$dir" "${resume[@]}" "$@"
+    echo "$name: training took $((SECONDS - start)) s" | tee "$dir/train-seconds.txt"
+}
+
+train standard --epochs 3
+train fgsm-rs --epochs "$EPOCHS" --lr 0.002 --adversarial fgsm-rs --adv-eps 0.3 \
+    --adv-alpha 0.375 --adv-ramp-epochs 2 --adv-val-images 500
+
+for name in standard fgsm-rs; do
+    model="$OUT/$name/model.safetensors"
+    # Early stopping against catastrophic overfitting: the epoch with the best validation PGD
+    # accuracy.
+    [[ -f "$OUT/$name/model-best-robust.safetensors" ]] && model="$OUT/$name/model-best-robust.safetensors"
+    echo "== $name: PGD-50, 10 restarts, eps 0.3, first $LIMIT test images ($model)"
+    "$KEEN" robust attack --model "$model" "${DATA[@]}" --attack pgd --norm linf --eps 0.3 \
+        --steps 50 --restarts 10 --limit "$LIMIT" --out "$OUT/$name/pgd50x10" | tee "$OUT/$name/pgd50x10.txt"
+    echo "== $name: eps-curve, PGD-20"
+    "$KEEN" robust attack --model "$model" "${DATA[@]}" --attack pgd --norm linf \
+        --eps 0.05,0.1,0.15,0.2,0.25,0.3,0.35,0.4 --steps 20 --restarts 1 --limit "$LIMIT" \
+        --out "$OUT/$name/curve" | tee "$OUT/$name/curve.txt"
+done
