@@ -64,10 +64,11 @@ pub fn im2col<T: Copy>(
                 // Columns whose input column lies outside the image wrapped to a neighbour row.
                 let left = (-dx).clamp(0, ow as isize) as usize;
                 let right = (w as isize - dx).clamp(left as isize, ow as isize) as usize;
-                if left > 0 || right < ow {
-                    for line in row[start as usize..end as usize].chunks_exact_mut(ow) {
-                        fill_small(&mut line[..left], pad);
-                        fill_small(&mut line[right..], pad);
+                // One strided pass per border column (usually one, at most kw - 1).
+                let block = &mut row[start as usize..end as usize];
+                for col in (0..left).chain(right..ow) {
+                    for v in block[col..].iter_mut().step_by(ow) {
+                        *v = pad;
                     }
                 }
             }
