@@ -4,8 +4,11 @@
 //! images or the oldest has waited `max_wait` since it arrived (so a request that already
 //! waited behind a running batch leaves with whatever has queued, without waiting again). A
 //! full queue refuses at once, so an overloaded server answers 503 instead of building an
-//! unbounded backlog. The worker stops when every handle is gone and the queue is drained,
-//! which is how a graceful shutdown finishes the requests in flight.
+//! unbounded backlog. With `max_wait` zero the batching is greedy: whatever queued while the
+//! previous batch ran forms the next one, so batches grow with the load and cost a lone request
+//! nothing (the fastest setting for keen's small models in `docs/BENCHMARKS.md`). The worker
+//! stops when every handle is gone and the queue is drained, which is how a graceful shutdown
+//! finishes the requests in flight.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::Ordering;

@@ -9,7 +9,9 @@ use crate::error::ServeError;
 pub struct ServeConfig {
     /// Most images run in one batch.
     pub max_batch: usize,
-    /// Longest time the first request of a batch waits for others to join it.
+    /// Longest time the first request of a batch waits for others to join it. Zero (the
+    /// default) batches greedily: the worker takes whatever queued while it was busy, so
+    /// batches grow with the load and a lone request never waits.
     pub max_wait: Duration,
     /// Requests that may wait for the worker; one more is answered 503 with `Retry-After`.
     pub queue_capacity: usize,
@@ -32,7 +34,7 @@ impl Default for ServeConfig {
     fn default() -> Self {
         Self {
             max_batch: 32,
-            max_wait: Duration::from_millis(2),
+            max_wait: Duration::ZERO,
             queue_capacity: 256,
             max_body_bytes: 4 << 20,
             max_image_side: 4096,

@@ -41,8 +41,9 @@ pub struct ServeArgs {
     /// Most images run in one batch.
     #[arg(long, default_value_t = 32)]
     pub max_batch: usize,
-    /// Longest a request waits for others to fill its batch, in milliseconds.
-    #[arg(long, default_value_t = 2.0)]
+    /// Longest a request waits for others to fill its batch, in milliseconds; 0 batches
+    /// greedily (whatever queued while the model was busy), best for small models.
+    #[arg(long, default_value_t = 0.0)]
     pub max_wait_ms: f64,
     /// Requests that may wait for the model; beyond that the answer is 503 with Retry-After.
     #[arg(long, default_value_t = 256)]
