@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! runtime_bench tract MODEL.onnx C H W [--iterations N]    # JSON: batch-1 p50, batch-64 img/s
+//! runtime_bench keen MODEL.keenrt C H W [--iterations N]   # the same for keen-runtime
 //! runtime_bench logits tract|keen MODEL IMAGES.f32 C H W OUT.f32   # logits of raw images
 //! runtime_bench peak                                       # f32 FMA and u8·i8 VNNI peaks
 //! ```
@@ -20,6 +21,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     match args.first().map(String::as_str) {
         Some("tract") => tract_bench(&args[1..]),
+        Some("keen") => keen_bench(&args[1..]),
         Some("logits") => logits(&args[1..]),
         Some("peak") => {
             peak();
@@ -97,6 +99,38 @@ fn tract_bench(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
                 report.push(format!("\"batch{batch}_error\": \"{msg}\""));
             }
         }
+    }
+    println!("{{{}}}", report.join(", "));
+    Ok(())
+}
+
+/// keen-runtime timed exactly like tract (`keen bench` is the product's own figure).
+fn keen_bench(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let model = keen_runtime::Model::load(&args[0])?;
+    let chw = dims(&args[1..4])?;
+    let iterations: usize = match args.iter().position(|a| a == "--iterations") {
+        Some(i) => args[i + 1].parse()?,
+        None => 50,
+    };
+    let batches: Vec<usize> = match args.iter().position(|a| a == "--batch") {
+        Some(i) => vec![args[i + 1].parse()?],
+        None => vec![1, 64],
+    };
+    let mut report = Vec::new();
+    for batch in batches {
+        let data = vec![0.1f32; batch * chw.iter().product::<usize>()];
+        let input = keen_runtime::Tensor::new(vec![batch, chw[0], chw[1], chw[2]], data)?;
+        let s = median_seconds(iterations, || {
+            model
+                .run(&input)
+                .map(|_| ())
+                .map_err(|e| TractError::msg(e.to_string()))
+        })?;
+        report.push(format!(
+            "\"batch{batch}_p50_ms\": {:.4}, \"batch{batch}_img_s\": {:.1}",
+            s * 1e3,
+            batch as f64 / s
+        ));
     }
     println!("{{{}}}", report.join(", "));
     Ok(())
