@@ -8,11 +8,13 @@
 # the first $LIMIT test images, with the gradient-masking checks, and draws an eps-curve with
 # PGD-20.
 #
-#   scripts/adversarial-mnist.sh                  # everything (~1 h on 2 busy cores)
+#   scripts/adversarial-mnist.sh                  # everything (~1 h on 2 quiet cores)
 #   LIMIT=10000 scripts/adversarial-mnist.sh      # the whole test split (slow)
 #   MNIST_DIR=/path/to/idx scripts/adversarial-mnist.sh
 #
-# A rerun resumes an unfinished training run and retrains nothing that is finished.
+# A rerun resumes an unfinished training run and retrains nothing that is finished. The
+# figures in docs/RESULTS.md are of this run's model-best-robust.safetensors after epoch 6
+# (add --stop-after-epochs 6 to the fgsm-rs line to stop there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh

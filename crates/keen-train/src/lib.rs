@@ -2,7 +2,8 @@
 //!
 //! Owns: optimizers (SGD with momentum, AdamW) and learning-rate schedules, losses, metrics,
 //! evaluation, the JSON-lines log and learning curves, atomic checkpoints and exact `--resume`,
-//! and the training-throughput benchmark.
+//! the training-throughput benchmark, adversarial training ([`adversarial`]) and the bridge that
+//! lets keen-robust's attacks query a model's input gradient ([`input_gradient`]).
 //!
 //! Must not touch: where datasets live or how files are parsed (keen-data), architectures
 //! (keen-models), or argument parsing (keen-cli). Every function here takes datasets and models
