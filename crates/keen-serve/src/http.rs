@@ -113,8 +113,9 @@ pub(crate) fn router(state: AppState) -> Router {
             )
         })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes))
-        .layer(middleware::from_fn_with_state(state.clone(), track))
+        // Inside `track`, so a panic's 500 is counted and timed like any answer.
         .layer(CatchPanicLayer::custom(panic_response))
+        .layer(middleware::from_fn_with_state(state.clone(), track))
         .with_state(state)
 }
 

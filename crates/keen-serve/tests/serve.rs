@@ -68,6 +68,16 @@ impl Engine for Gated {
     }
 }
 
+/// The tiny model, except that an input starting with 42 makes it panic.
+struct Panicky(Model);
+
+impl Engine for Panicky {
+    fn run_batch(&self, batch: &Tensor) -> Result<Tensor, RuntimeError> {
+        assert!(batch.data()[0] != 42.0, "the engine panics on 42");
+        self.0.run(batch)
+    }
+}
+
 struct Running {
     addr: SocketAddr,
     metrics: Arc<Metrics>,
@@ -478,4 +488,31 @@ async fn shutdown_finishes_requests_in_flight() {
     stopping.await.unwrap().unwrap();
     // Nothing listens any more.
     assert!(Client::new(addr).get("/healthz").await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_model_gives_500_and_the_server_keeps_serving() {
+    let probe = tiny_model();
+    let server = Server::bind_engine(
+        Arc::new(Panicky(tiny_model())),
+        move |classes| InputSpec::from_model(&probe, classes),
+        "panicky.keenrt",
+        ServeConfig::default(),
+        "127.0.0.1:0".parse().unwrap(),
+    )
+    .await
+    .unwrap();
+    let addr = server.local_addr().unwrap();
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(server.run(async {
+        let _ = stopped.await;
+    }));
+    let failed = classify(addr, "application/octet-stream", tensor(42.0)).await;
+    assert_eq!(
+        (failed.status, error_code(&failed).as_str()),
+        (500, "inference_failed")
+    );
+    parsed(&classify(addr, "application/octet-stream", tensor(1.0)).await);
+    let _ = stop.send(());
+    done.await.unwrap().unwrap();
 }
