@@ -100,6 +100,14 @@ pub fn run(args: AttackArgs) -> Result<()> {
     }
     let mut eps_list = args.eps.clone();
     eps_list.sort_by(f32::total_cmp);
+    let base = AttackConfig {
+        steps: args.steps,
+        step_size: args.step_size,
+        restarts: args.restarts,
+        seed: args.seed,
+        ..AttackConfig::new(kind, norm, eps_list[0])
+    };
+    base.validate()?;
     let device = burn::prelude::Device::flex();
     let (loaded, normalization) = load_model(&args.model, &device)?;
     let dataset = match &args.dataset {
@@ -134,14 +142,6 @@ pub fn run(args: AttackArgs) -> Result<()> {
     let labels = &test.labels[..count];
     let oracle =
         ModelInputGradient::new(&loaded.model, test.image_shape(), &normalization, &device)?;
-    let base = AttackConfig {
-        steps: args.steps,
-        step_size: args.step_size,
-        restarts: args.restarts,
-        seed: args.seed,
-        ..AttackConfig::new(kind, norm, eps_list[0])
-    };
-    base.validate()?;
 
     let clean = clean_accuracy(&oracle, &pixels, labels, args.batch_size)?;
     println!(
