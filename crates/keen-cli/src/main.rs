@@ -52,7 +52,10 @@ enum Command {
     Bench(commands::runtime::BenchArgs),
     /// Serve a keen-runtime model over HTTP: dynamic batching, metrics, graceful shutdown.
     Serve(commands::serve::ServeArgs),
-    /// Robustness: calibration and out-of-distribution detection of a saved model.
+    /// The report card: accuracy, size, latency, corruptions, attacks, OOD and calibration of
+    /// several models (e.g. every stage of a recipe) in one HTML page and JSON.
+    Report(commands::report::ReportArgs),
+    /// Robustness: calibration, OOD detection, adversarial attacks, common corruptions.
     #[command(subcommand)]
     Robust(commands::robust::RobustCommand),
     /// Evaluate a keen-runtime model file, optionally against the keen model it came from.
@@ -83,6 +86,7 @@ fn main() -> ExitCode {
         Command::Bench(args) => commands::runtime::bench(args),
         Command::Serve(args) => commands::serve::run(args),
         Command::Robust(command) => commands::robust::run(command),
+        Command::Report(args) => commands::report::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Predict(args) => commands::predict::run(args),
         Command::Info(args) => commands::info::run(args),

@@ -27,6 +27,7 @@ pub mod corruption_benchmark;
 pub mod error;
 pub mod logits;
 pub mod ood;
+pub mod report;
 
 pub use calibration::{calibration_report, CalibrationReport, ReliabilityBin};
 pub use corruption_benchmark::{corruption_benchmark, CorruptionBenchmark, ErrorTable};

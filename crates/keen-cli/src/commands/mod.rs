@@ -3,6 +3,7 @@
 pub mod attack;
 pub mod bench;
 pub mod compress;
+pub mod corruptions;
 pub mod datasets;
 pub mod distill;
 pub mod eval;
@@ -11,6 +12,7 @@ pub mod info;
 pub mod predict;
 pub mod prune;
 pub mod quantize;
+pub mod report;
 pub mod robust;
 pub mod runtime;
 pub mod serve;

@@ -25,6 +25,9 @@ pub enum RobustCommand {
     Ood(OodArgs),
     /// Adversarial attacks (FGSM, PGD, APGD-CE): accuracy at each ε, gradient-masking checks.
     Attack(super::attack::AttackArgs),
+    /// Common corruptions (15 types × 5 severities): accuracy, mCE against a baseline model,
+    /// heat map and example grid.
+    Corruptions(super::corruptions::CorruptionArgs),
 }
 
 /// Options of `keen robust calibrate`.
@@ -77,6 +80,7 @@ pub fn run(command: RobustCommand) -> Result<()> {
         RobustCommand::Calibrate(args) => calibrate(args),
         RobustCommand::Ood(args) => ood(args),
         RobustCommand::Attack(args) => super::attack::run(args),
+        RobustCommand::Corruptions(args) => super::corruptions::run(args),
     }
 }
 
