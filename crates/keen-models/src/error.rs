@@ -39,6 +39,12 @@ pub enum ModelError {
         /// What was wrong.
         reason: String,
     },
+    /// A model setting is out of range or not supported by this model.
+    #[error("{reason}")]
+    BadConfig {
+        /// What was wrong.
+        reason: String,
+    },
     /// A graph description is inconsistent.
     #[error("invalid model graph: {reason}")]
     BadGraph {

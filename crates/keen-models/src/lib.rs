@@ -1,14 +1,19 @@
 //! keen-models: the model registry and one file per architecture.
 //!
 //! Owns: every architecture keen can train (`cnn-small`, `resnet8`, `resnet20`,
-//! `mobilenet-v2-tiny`, `vit-tiny`), the one interface they all share ([`ImageClassifier`]),
+//! `mobilenet-v2-tiny`, `vit-tiny` and its variants, `deit-tiny`, `resnet20-se`/`-gc`,
+//! `resnet20-bot`), the one interface they all share ([`ImageClassifier`]),
 //! the registry that builds them by name ([`registry`]), their multiply-accumulate counts, and
 //! self-describing weight files ([`weights`]).
 //!
 //! Must not touch: datasets, training loops or the command line. A new model is one file here
 //! plus one line in [`registry`]'s table and one variant of [`KeenModel`].
 
+pub mod botnet;
+pub mod channel_gate;
 pub mod cnn_small;
+pub mod deit;
+pub mod drop_path;
 pub mod error;
 pub mod flops;
 pub mod graph;

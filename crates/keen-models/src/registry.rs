@@ -7,7 +7,10 @@
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::botnet::BotNet;
+use crate::channel_gate::GateKind;
 use crate::cnn_small::CnnSmall;
+use crate::deit::Deit;
 use crate::graph::GraphNet;
 use crate::mobilenet_v2::MobileNetV2;
 use crate::resnet::ResNet;
@@ -105,6 +108,52 @@ pub static REGISTRY: &[ModelEntry] = &[
         summary: "reference ViT: 4x4 patches, 4 pre-norm blocks, dim 64, 4 heads, MLP 128",
         build: |spec, device| Ok(KeenModel::Vit(Vit::new(spec, VitConfig::TINY, device)?)),
     },
+    ModelEntry {
+        name: "vit-tiny-p7",
+        summary: "vit-tiny on 7x7 patches: 16 tokens on 28x28, a third of the MACs",
+        build: |spec, device| Ok(KeenModel::Vit(Vit::new(spec, VitConfig::TINY_P7, device)?)),
+    },
+    ModelEntry {
+        name: "vit-small",
+        summary: "ViT: 4x4 patches, 6 pre-norm blocks, dim 128, 4 heads, MLP 256",
+        build: |spec, device| Ok(KeenModel::Vit(Vit::new(spec, VitConfig::SMALL, device)?)),
+    },
+    ModelEntry {
+        name: "deit-tiny",
+        summary: "vit-tiny with a distillation token and head (DeiT); predicts the heads' mean",
+        build: |spec, device| Ok(KeenModel::Deit(Deit::new(spec, VitConfig::TINY, device)?)),
+    },
+    ModelEntry {
+        name: "resnet20-se",
+        summary: "resnet20 with squeeze-and-excitation (reduction 4) in every block",
+        build: |spec, device| {
+            Ok(KeenModel::ResNet(ResNet::with_gate(
+                spec,
+                3,
+                crate::resnet::STAGE_WIDTHS,
+                Some(GateKind::SqueezeExcite { reduction: 4 }),
+                device,
+            )?))
+        },
+    },
+    ModelEntry {
+        name: "resnet20-gc",
+        summary: "resnet20 with a global context block (GCNet, reduction 4) in every block",
+        build: |spec, device| {
+            Ok(KeenModel::ResNet(ResNet::with_gate(
+                spec,
+                3,
+                crate::resnet::STAGE_WIDTHS,
+                Some(GateKind::GlobalContext { reduction: 4 }),
+                device,
+            )?))
+        },
+    },
+    ModelEntry {
+        name: "resnet20-bot",
+        summary: "BoTNet hybrid: resnet20 with relative-position self-attention in stage 3",
+        build: |spec, device| Ok(KeenModel::BotNet(BotNet::new(spec, 3, device)?)),
+    },
 ];
 
 /// The registry's rows, in display order.
@@ -144,6 +193,10 @@ pub enum KeenModel {
     MobileNetV2(MobileNetV2),
     /// `vit-tiny` and ViT variants.
     Vit(Vit),
+    /// `deit-tiny`: a ViT with a distillation token.
+    Deit(Deit),
+    /// `resnet20-bot`: a ResNet with attention in its last stage.
+    BotNet(BotNet),
     /// Any model as a graph: what compression produces (folded, pruned, quantized).
     Graph(GraphNet),
 }
@@ -153,13 +206,49 @@ impl KeenModel {
     pub fn to_graph(&self, input: [usize; 3]) -> Result<GraphNet, ModelError> {
         match self {
             KeenModel::CnnSmall(m) => Ok(m.to_graph(input)),
-            KeenModel::ResNet(m) => Ok(m.to_graph(input)),
+            KeenModel::ResNet(m) => {
+                m.check_lowerable()?;
+                Ok(m.to_graph(input))
+            }
             KeenModel::MobileNetV2(m) => Ok(m.to_graph(input)),
             KeenModel::Graph(m) => Ok(m.clone()),
-            KeenModel::Vit(_) => Err(ModelError::BadGraph {
-                reason: "vit models cannot be lowered to a graph yet (attention is not a graph op)"
+            KeenModel::Vit(_) | KeenModel::Deit(_) | KeenModel::BotNet(_) => {
+                Err(ModelError::BadGraph {
+                    reason: "vit, deit and botnet models cannot be lowered to a graph yet \
+                             (attention is not a graph op)"
+                        .into(),
+                })
+            }
+        }
+    }
+
+    /// The same model with stochastic depth (drop-path) at `rate` on its last transformer
+    /// block, linearly less on earlier ones (timm's rule); only ViTs and DeiTs have it.
+    pub fn with_drop_path(self, rate: f64) -> Result<Self, ModelError> {
+        if rate == 0.0 {
+            return Ok(self);
+        }
+        if !(0.0..1.0).contains(&rate) {
+            return Err(ModelError::BadConfig {
+                reason: format!("drop-path rate must be in [0, 1), got {rate}"),
+            });
+        }
+        match self {
+            KeenModel::Vit(m) => Ok(KeenModel::Vit(m.with_drop_path(rate))),
+            KeenModel::Deit(m) => Ok(KeenModel::Deit(m.with_drop_path(rate))),
+            _ => Err(ModelError::BadConfig {
+                reason: "drop-path (stochastic depth) is only built into the vit and deit models"
                     .into(),
             }),
+        }
+    }
+
+    /// The class head's and the distillation head's logits of a two-head (DeiT) model; `None`
+    /// for every other model.
+    pub fn forward_heads(&self, images: Tensor<4>) -> Option<(Tensor<2>, Tensor<2>)> {
+        match self {
+            KeenModel::Deit(m) => Some(m.forward_heads(images)),
+            _ => None,
         }
     }
 }
@@ -172,6 +261,8 @@ macro_rules! dispatch {
             KeenModel::ResNet($model) => $body,
             KeenModel::MobileNetV2($model) => $body,
             KeenModel::Vit($model) => $body,
+            KeenModel::Deit($model) => $body,
+            KeenModel::BotNet($model) => $body,
             KeenModel::Graph($model) => $body,
         }
     };
@@ -202,6 +293,8 @@ impl ImageClassifier for KeenModel {
                 KeenModel::MobileNetV2(m.reset_classifier(num_classes, device))
             }
             KeenModel::Vit(m) => KeenModel::Vit(m.reset_classifier(num_classes, device)),
+            KeenModel::Deit(m) => KeenModel::Deit(m.reset_classifier(num_classes, device)),
+            KeenModel::BotNet(m) => KeenModel::BotNet(m.reset_classifier(num_classes, device)),
             KeenModel::Graph(m) => KeenModel::Graph(m.reset_classifier(num_classes, device)),
         }
     }

@@ -4,12 +4,16 @@
 //! (stride 2 at the start of stages 2 and 3), global average pooling and a linear head; depth is
 //! 6n + 2. Shortcuts that change shape use a 1×1 convolution with batch norm (option B), which
 //! is what torchvision-style ports and most Fashion-MNIST baselines use.
+//!
+//! [`ResNet::with_gate`] puts a squeeze-and-excitation or global context gate
+//! ([`crate::channel_gate`]) on every block's residual branch (`resnet20-se`, `resnet20-gc`).
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+use crate::channel_gate::{ChannelGate, GateKind};
 use crate::flops::{conv2d_macs, conv_out, linear_macs};
 use crate::graph::{GraphBuilder, GraphNet, OpDef, ValueId};
 use crate::{ImageClassifier, ModelError, ModelSpec};
@@ -19,7 +23,12 @@ pub const STAGE_WIDTHS: [usize; 3] = [16, 32, 64];
 /// Half the standard widths: `resnet8-slim`, a student a tenth the size of `resnet20`.
 pub const SLIM_WIDTHS: [usize; 3] = [8, 16, 32];
 
-fn conv3x3(in_channels: usize, out_channels: usize, stride: usize, device: &Device) -> Conv2d {
+pub(crate) fn conv3x3(
+    in_channels: usize,
+    out_channels: usize,
+    stride: usize,
+    device: &Device,
+) -> Conv2d {
     Conv2dConfig::new([in_channels, out_channels], [3, 3])
         .with_stride([stride, stride])
         .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
@@ -42,39 +51,67 @@ pub struct BasicBlock {
     conv2: Conv2d,
     bn2: BatchNorm,
     shortcut: Option<Projection>,
+    gate: Option<ChannelGate>,
     in_channels: usize,
     out_channels: usize,
     stride: usize,
 }
 
-impl BasicBlock {
-    fn new(in_channels: usize, out_channels: usize, stride: usize, device: &Device) -> Self {
-        let shortcut = (stride != 1 || in_channels != out_channels).then(|| Projection {
+impl Projection {
+    /// The projection shortcut of a block from `in_channels` to `out_channels` at `stride`, or
+    /// none where the identity fits.
+    pub(crate) fn for_block(
+        in_channels: usize,
+        out_channels: usize,
+        stride: usize,
+        device: &Device,
+    ) -> Option<Self> {
+        (stride != 1 || in_channels != out_channels).then(|| Projection {
             conv: Conv2dConfig::new([in_channels, out_channels], [1, 1])
                 .with_stride([stride, stride])
                 .with_bias(false)
                 .init(device),
             bn: BatchNormConfig::new(out_channels).init(device),
-        });
+        })
+    }
+
+    pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+        self.bn.forward(self.conv.forward(x))
+    }
+}
+
+impl BasicBlock {
+    pub(crate) fn new(
+        in_channels: usize,
+        out_channels: usize,
+        stride: usize,
+        gate: Option<GateKind>,
+        device: &Device,
+    ) -> Self {
+        let shortcut = Projection::for_block(in_channels, out_channels, stride, device);
         Self {
             conv1: conv3x3(in_channels, out_channels, stride, device),
             bn1: BatchNormConfig::new(out_channels).init(device),
             conv2: conv3x3(out_channels, out_channels, 1, device),
             bn2: BatchNormConfig::new(out_channels).init(device),
             shortcut,
+            gate: gate.map(|kind| ChannelGate::new(kind, out_channels, device)),
             in_channels,
             out_channels,
             stride,
         }
     }
 
-    fn forward(&self, x: Tensor<4>) -> Tensor<4> {
+    pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
         let identity = match &self.shortcut {
-            Some(projection) => projection.bn.forward(projection.conv.forward(x.clone())),
+            Some(projection) => projection.forward(x.clone()),
             None => x.clone(),
         };
         let out = relu(self.bn1.forward(self.conv1.forward(x)));
-        let out = self.bn2.forward(self.conv2.forward(out));
+        let mut out = self.bn2.forward(self.conv2.forward(out));
+        if let Some(gate) = &self.gate {
+            out = gate.forward(out);
+        }
         relu(out + identity)
     }
 
@@ -96,7 +133,7 @@ impl BasicBlock {
     }
 
     /// MACs for an input of `hw`, and the output size.
-    fn macs(&self, hw: [usize; 2]) -> (u64, [usize; 2]) {
+    pub(crate) fn macs(&self, hw: [usize; 2]) -> (u64, [usize; 2]) {
         let out = [
             conv_out(hw[0], 3, self.stride, 1),
             conv_out(hw[1], 3, self.stride, 1),
@@ -105,6 +142,9 @@ impl BasicBlock {
             + conv2d_macs(self.out_channels, self.out_channels, [3, 3], 1, out);
         if self.shortcut.is_some() {
             macs += conv2d_macs(self.in_channels, self.out_channels, [1, 1], 1, out);
+        }
+        if let Some(gate) = &self.gate {
+            macs += gate.macs(out[0] * out[1]);
         }
         (macs, out)
     }
@@ -138,6 +178,17 @@ impl ResNet {
         widths: [usize; 3],
         device: &Device,
     ) -> Result<Self, ModelError> {
+        Self::with_gate(spec, blocks_per_stage, widths, None, device)
+    }
+
+    /// A ResNet whose blocks each carry a `gate` (squeeze-and-excitation or global context).
+    pub fn with_gate(
+        spec: &ModelSpec,
+        blocks_per_stage: usize,
+        widths: [usize; 3],
+        gate: Option<GateKind>,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
         let [channels, height, width] = spec.input_shape();
         if height < 4 || width < 4 {
             return Err(spec.bad_input("a ResNet needs images of at least 4×4"));
@@ -147,7 +198,7 @@ impl ResNet {
         for (stage, &width) in widths.iter().enumerate() {
             for block in 0..blocks_per_stage {
                 let stride = if stage > 0 && block == 0 { 2 } else { 1 };
-                blocks.push(BasicBlock::new(in_channels, width, stride, device));
+                blocks.push(BasicBlock::new(in_channels, width, stride, gate, device));
                 in_channels = width;
             }
         }
@@ -163,7 +214,21 @@ impl ResNet {
 }
 
 impl ResNet {
-    /// The same network as a graph, for compression and export.
+    /// Whether [`ResNet::to_graph`] can lower this network: not with gates, which need a
+    /// sigmoid and a broadcast multiply the graph does not have.
+    pub fn check_lowerable(&self) -> Result<(), ModelError> {
+        if self.blocks.iter().any(|b| b.gate.is_some()) {
+            return Err(ModelError::BadGraph {
+                reason: "ResNets with squeeze-and-excitation or global context gates cannot be \
+                         lowered to a graph yet (gates are not graph ops)"
+                    .into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The same network as a graph, for compression and export (gates are not lowered: check
+    /// [`ResNet::check_lowerable`] first).
     pub fn to_graph(&self, input: [usize; 3]) -> GraphNet {
         let mut g = GraphBuilder::new(input);
         let x = g.conv("stem", &self.stem, g.input());

@@ -513,6 +513,8 @@ mod tests {
             val_fraction: 0.25,
             augment: AugmentConfig::none(),
             max_train_images: None,
+            mix: Default::default(),
+            drop_path: 0.0,
         }
     }
 

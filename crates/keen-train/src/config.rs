@@ -3,6 +3,7 @@
 use keen_data::augment::{AugmentConfig, RandAugment};
 use serde::{Deserialize, Serialize};
 
+use crate::mixup::MixConfig;
 use crate::schedule::Decay;
 
 /// Which optimizer updates the weights.
@@ -63,6 +64,13 @@ pub struct TrainConfig {
     pub augment: AugmentConfig,
     /// Train on at most this many images of the training split (quick runs and tests).
     pub max_train_images: Option<usize>,
+    /// Mixup and CutMix of training batches (off by default; absent in older run configs).
+    #[serde(default)]
+    pub mix: MixConfig,
+    /// Stochastic depth: drop-path rate of the last transformer block, linearly less before
+    /// (0 = off; ViT and DeiT models only).
+    #[serde(default)]
+    pub drop_path: f64,
 }
 
 impl TrainConfig {
@@ -89,6 +97,8 @@ impl TrainConfig {
                 rand_augment: None,
             },
             max_train_images: None,
+            mix: MixConfig::default(),
+            drop_path: 0.0,
         };
         match model {
             // Small and fast: Adam converges in a few epochs without augmentation.
@@ -102,7 +112,7 @@ impl TrainConfig {
                 ..base
             },
             // Transformers want AdamW, warm-up and label smoothing on small data.
-            name if name.starts_with("vit") => Self {
+            name if name.starts_with("vit") || name.starts_with("deit") => Self {
                 epochs: 10,
                 optimizer: OptimizerKind::AdamW,
                 lr: 2e-3,

@@ -1,7 +1,7 @@
 //! keen-train: the training loop and everything a run leaves behind.
 //!
 //! Owns: optimizers (SGD with momentum, AdamW) and learning-rate schedules, losses, metrics,
-//! evaluation, the JSON-lines log and learning curves, atomic checkpoints and exact `--resume`,
+//! mixup/CutMix, evaluation, the JSON-lines log and learning curves, atomic checkpoints and exact `--resume`,
 //! the training-throughput benchmark, adversarial training ([`adversarial`]) and the bridge that
 //! lets keen-robust's attacks query a model's input gradient ([`input_gradient`]).
 //!
@@ -19,6 +19,7 @@ pub mod evaluate;
 pub mod hooks;
 pub mod input_gradient;
 pub mod metrics;
+pub mod mixup;
 pub mod schedule;
 pub mod step;
 pub mod tensors;

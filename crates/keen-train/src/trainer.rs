@@ -24,6 +24,7 @@ use crate::config::{OptimizerKind, TrainConfig};
 use crate::curves::learning_curves_svg;
 use crate::evaluate::evaluate;
 use crate::hooks::{PlainTraining, TrainHooks};
+use crate::mixup::Mixing;
 use crate::schedule::LrSchedule;
 use crate::step::{train_step, StepDevices};
 use crate::TrainError;
@@ -136,6 +137,7 @@ fn validate_config(config: &TrainConfig, dataset: &ImageDataset) -> Result<(), T
             config.lr
         )));
     }
+    config.mix.validate().map_err(TrainError::BadConfig)?;
     if dataset.is_empty() {
         return Err(TrainError::BadConfig(format!(
             "dataset '{}' has no images",
@@ -233,11 +235,23 @@ pub fn train_with(
     let spec = ModelSpec::new(&config.model, dataset.image_shape(), dataset.num_classes());
     let metadata = model_metadata(config, dataset, &normalization);
 
-    let mut model: KeenModel = match initial {
+    let model: KeenModel = match initial {
         // Models loaded from files or made by compression may come in validation mode or on the
         // plain device: put them where training needs them, with gradients on.
         Some(model) => model.to_device(&autodiff).train(),
         None => seeded_model(&spec, config.seed, &autodiff)?,
+    };
+    // Stochastic depth is a training setting, not part of the architecture's file.
+    let mut model = model
+        .with_drop_path(config.drop_path)
+        .map_err(|e| TrainError::BadConfig(e.to_string()))?;
+    // Mixup/CutMix wrap whatever hooks the run has, mixing each batch before their loss.
+    let mut mixing;
+    let hooks: &mut dyn TrainHooks = if config.mix.is_active() {
+        mixing = Mixing::new(config.mix, config.seed, hooks);
+        &mut mixing
+    } else {
+        hooks
     };
     let mut optimizer = build_optimizer(config);
     let (mut start_epoch, mut global_step, mut history) = (0, 0, Vec::new());

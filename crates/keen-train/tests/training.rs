@@ -37,6 +37,8 @@ fn toy_config() -> TrainConfig {
             rand_augment: None,
         },
         max_train_images: None,
+        mix: Default::default(),
+        drop_path: 0.0,
     }
 }
 
