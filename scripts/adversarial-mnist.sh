@@ -13,8 +13,8 @@
 #   MNIST_DIR=/path/to/idx scripts/adversarial-mnist.sh
 #
 # A rerun resumes an unfinished training run and retrains nothing that is finished. The
-# figures in docs/RESULTS.md are of this run's model-best-robust.safetensors after epoch 6
-# (add --stop-after-epochs 6 to the fgsm-rs line to stop there).
+# figures in docs/RESULTS.md are of this run after 10 epochs (and, for comparison, after epoch 6:
+# add --stop-after-epochs 6 to the fgsm-rs line to stop there).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
