@@ -57,6 +57,10 @@ fn every_subcommand_has_help_with_an_example() {
         &["bench"],
         &["robust", "calibrate"],
         &["robust", "ood"],
+        &["robust", "attack"],
+        &["robust", "corruptions"],
+        &["report"],
+        &["serve"],
     ] {
         let mut args = sub.to_vec();
         args.push("--help");

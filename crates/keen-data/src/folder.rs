@@ -152,11 +152,28 @@ pub fn load_image(path: &Path, opts: &FolderOptions) -> Result<Vec<u8>, DataErro
     if img.width() == 0 || img.height() == 0 {
         return Err(image_err("image has zero width or height".to_string()));
     }
-    let (h, w) = (opts.height as u32, opts.width as u32);
-    Ok(match opts.color {
-        ColorMode::Gray => to_chw(&resize_center_crop(&luma_601(&img.to_rgb8()), h, w)),
-        ColorMode::Rgb => to_chw(&resize_center_crop(&img.to_rgb8(), h, w)),
-    })
+    Ok(image_to_chw(
+        &img,
+        opts.color,
+        opts.height as u32,
+        opts.width as u32,
+    ))
+}
+
+/// A decoded image as CHW bytes of `color` and `height × width`: resized so it covers the
+/// size, centre-cropped, grey by ITU-R 601. Everything that feeds images to a keen model
+/// (training folders, `keen serve`) prepares them here, so that they agree bit for bit.
+pub fn image_to_chw(
+    img: &image::DynamicImage,
+    color: ColorMode,
+    height: u32,
+    width: u32,
+) -> Vec<u8> {
+    let rgb = img.to_rgb8();
+    match color {
+        ColorMode::Gray => to_chw(&resize_center_crop(&luma_601(&rgb), height, width)),
+        ColorMode::Rgb => to_chw(&resize_center_crop(&rgb, height, width)),
+    }
 }
 
 /// Grayscale with ITU-R 601 weights, PIL's and torchvision's convention (the `image`

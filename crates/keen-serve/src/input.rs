@@ -5,12 +5,13 @@
 //! (`keen_data::folder`): decoded, converted to the model's channels (grey with ITU-R 601
 //! weights, or RGB with alpha dropped), resized so the shorter side fits (bilinear) and
 //! centre-cropped, then normalised per channel as `(x / 255 - mean) / std` with the statistics
-//! stored in the model file. A test checks the result against keen-data's own reader.
+//! stored in the model file. The resize, crop and grey conversion are keen-data's own
+//! (`keen_data::folder::image_to_chw`), so served and training images agree bit for bit.
 
 use std::io::Cursor;
 
-use image::imageops::{self, FilterType};
-use image::{ImageBuffer, ImageFormat, Pixel};
+use image::ImageFormat;
+use keen_data::folder::{image_to_chw, ColorMode};
 use keen_runtime::Model;
 use serde::Serialize;
 
@@ -186,58 +187,12 @@ pub fn decode_image(
         .with_guessed_format()
         .map_err(|e| InputError::BadImage(e.to_string()))?;
     let img = reader.decode().map_err(bad)?;
-    let rgb = img.to_rgb8();
-    Ok(if channels == 1 {
-        to_chw(&resize_center_crop(&luma_601(&rgb), height, width))
+    let color = if channels == 1 {
+        ColorMode::Gray
     } else {
-        to_chw(&resize_center_crop(&rgb, height, width))
-    })
-}
-
-/// Grey with ITU-R 601 weights (PIL's and keen-data's convention, not the `image` crate's 709).
-fn luma_601(rgb: &image::RgbImage) -> image::GrayImage {
-    let mut gray = image::GrayImage::new(rgb.width(), rgb.height());
-    for (g, p) in gray.pixels_mut().zip(rgb.pixels()) {
-        let [r, gr, b] = p.0.map(u32::from);
-        g.0[0] = ((299 * r + 587 * gr + 114 * b + 500) / 1000) as u8;
-    }
-    gray
-}
-
-/// Scales so the image covers `h x w` (the shorter side fits), then crops the centre.
-fn resize_center_crop<P>(img: &ImageBuffer<P, Vec<u8>>, h: u32, w: u32) -> ImageBuffer<P, Vec<u8>>
-where
-    P: Pixel<Subpixel = u8> + 'static,
-{
-    let (iw, ih) = img.dimensions();
-    let scale = f64::max(h as f64 / ih as f64, w as f64 / iw as f64);
-    let rw = ((iw as f64 * scale).round() as u32).max(w);
-    let rh = ((ih as f64 * scale).round() as u32).max(h);
-    let resized;
-    let src = if (rw, rh) == (iw, ih) {
-        img
-    } else {
-        resized = imageops::resize(img, rw, rh, FilterType::Triangle);
-        &resized
+        ColorMode::Rgb
     };
-    imageops::crop_imm(src, (rw - w) / 2, (rh - h) / 2, w, h).to_image()
-}
-
-/// Interleaved HWC pixels to planar CHW.
-fn to_chw<P>(img: &ImageBuffer<P, Vec<u8>>) -> Vec<u8>
-where
-    P: Pixel<Subpixel = u8>,
-{
-    let c = P::CHANNEL_COUNT as usize;
-    let hwc = img.as_raw();
-    let plane = hwc.len() / c;
-    let mut chw = vec![0u8; hwc.len()];
-    for (i, px) in hwc.chunks_exact(c).enumerate() {
-        for (ch, &v) in px.iter().enumerate() {
-            chw[ch * plane + i] = v;
-        }
-    }
-    chw
+    Ok(image_to_chw(&img, color, height, width))
 }
 
 #[cfg(test)]
