@@ -5,6 +5,7 @@
 //! that edits a model's structure works on models lowered to a [`keen_models::graph::GraphNet`].
 //! Must not touch: dataset formats, the command line, the deploy runtime's kernels.
 
+pub mod deit;
 pub mod distill;
 pub mod edit;
 pub mod error;

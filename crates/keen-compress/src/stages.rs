@@ -99,7 +99,7 @@ fn loss_hooks(
 
 /// The teacher's logits for training: cached once when the student trains without
 /// augmentation, else computed live on each augmented batch.
-fn teacher_source(
+pub(crate) fn teacher_source(
     config: &TrainConfig,
     dataset: &ImageDataset,
     options: &TrainOptions,

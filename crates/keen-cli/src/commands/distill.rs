@@ -38,6 +38,7 @@ Examples:
   keen distill --teacher runs/teacher/model.safetensors --model resnet8-slim --out runs/student
   keen distill --teacher runs/teacher/model.safetensors --model resnet8-slim --temperature 2 --alpha 0.5
   keen distill --teacher runs/teacher/model.safetensors --model resnet8-slim --hint --hint-weight 0.5
+  keen distill --teacher runs/resnet20/model.safetensors --model deit-tiny --deit hard
   keen distill --teacher runs/teacher/model.safetensors --model resnet8-slim \
                --hint-teacher-layer blocks.5.relu2 --hint-student-layer blocks.1.relu2")]
 pub struct DistillArgs {
@@ -60,6 +61,14 @@ pub struct DistillArgs {
     /// Weight of the hint term (mean squared error of the feature maps).
     #[arg(long, value_name = "BETA")]
     pub hint_weight: Option<f32>,
+    /// DeiT distillation for a student with a distillation token (deit-tiny): its class head
+    /// learns from the labels, its distillation head from the teacher. hard (the default for
+    /// such students, DeiT's best): the teacher's top-1 class as a label, loss
+    /// ½·CE(cls, y) + ½·CE(dist, argmax teacher). soft: (1 - alpha)·CE(cls, y) +
+    /// alpha·T²·KL(teacher ‖ dist) at --temperature/--alpha (the paper: T 3, alpha 0.1). At
+    /// inference the two heads' logits are averaged, as in timm.
+    #[arg(long, value_name = "soft|hard")]
+    pub deit: Option<String>,
     /// The student's training options (--model is the student).
     #[command(flatten)]
     pub train: TrainArgs,
@@ -77,6 +86,29 @@ pub fn run(args: DistillArgs) -> Result<()> {
         student_layer: args.hint_student_layer.clone(),
         weight: args.hint_weight.unwrap_or(HintConfig::default().weight),
     });
+    let deit = match &args.deit {
+        Some(mode) => Some(mode.parse().map_err(anyhow::Error::msg)?),
+        // A two-head student distils the DeiT way unless told otherwise, as timm users expect.
+        None if args.train.model.starts_with("deit") => Some(keen_compress::deit::DeitMode::Hard),
+        None => None,
+    };
+    if let Some(mode) = deit {
+        anyhow::ensure!(
+            hint.is_none(),
+            "--deit and hint distillation cannot be combined"
+        );
+        let deit = keen_compress::deit::DeitConfig::new(mode, &settings);
+        eprintln!("DeiT distillation: {deit:?}");
+        return super::train::run_with(&args.train, "distilling", |config, dataset, options| {
+            Ok(keen_compress::deit::distill_deit(
+                config,
+                dataset,
+                options,
+                &args.teacher,
+                &deit,
+            )?)
+        });
+    }
     super::train::run_with(&args.train, "distilling", |config, dataset, options| {
         Ok(keen_compress::stages::distill(
             config,

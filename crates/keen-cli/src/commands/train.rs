@@ -32,6 +32,7 @@ Examples:
   keen train                                   # cnn-small on Fashion-MNIST
   keen train --model resnet20 --epochs 15 --out runs/resnet20
   keen train --model vit-tiny --randaugment 2,9 --label-smoothing 0.1
+  keen train --model vit-tiny --mixup 0.8 --cutmix 1.0 --drop-path 0.1
   keen train --out runs/resnet20 --resume      # continue after an interruption
   keen train --dataset folder:./my-images --model resnet8 --epochs 30")]
 pub struct TrainArgs {
@@ -101,6 +102,23 @@ pub struct TrainArgs {
     /// Train on at most this many images (quick experiments).
     #[arg(long)]
     pub max_train_images: Option<usize>,
+    /// Mixup with Beta(A, A) blending weights (0 = off; DeiT uses 0.8).
+    #[arg(long, value_name = "A")]
+    pub mixup: Option<f32>,
+    /// CutMix with Beta(A, A) box areas (0 = off; DeiT uses 1.0). With --mixup too, each
+    /// mixed batch picks one (see --mix-switch-prob).
+    #[arg(long, value_name = "A")]
+    pub cutmix: Option<f32>,
+    /// Probability that a batch is mixed at all (with --mixup / --cutmix).
+    #[arg(long, value_name = "P")]
+    pub mix_prob: Option<f32>,
+    /// Probability of CutMix rather than mixup when both are on.
+    #[arg(long, value_name = "P")]
+    pub mix_switch_prob: Option<f32>,
+    /// Stochastic depth: drop-path rate of the last transformer block, linearly less before
+    /// (ViT and DeiT models; 0 = off; DeiT-tiny uses 0.1).
+    #[arg(long, value_name = "P")]
+    pub drop_path: Option<f64>,
     /// Stop after this many epochs of this invocation; the run stays resumable.
     #[arg(long, hide = true)]
     pub stop_after_epochs: Option<usize>,
@@ -209,6 +227,21 @@ fn resolve_config(args: &TrainArgs) -> Result<TrainConfig> {
     if args.max_train_images.is_some() {
         config.max_train_images = args.max_train_images;
     }
+    if let Some(v) = args.mixup {
+        config.mix.mixup_alpha = v;
+    }
+    if let Some(v) = args.cutmix {
+        config.mix.cutmix_alpha = v;
+    }
+    if let Some(v) = args.mix_prob {
+        config.mix.prob = v;
+    }
+    if let Some(v) = args.mix_switch_prob {
+        config.mix.switch_prob = v;
+    }
+    if let Some(v) = args.drop_path {
+        config.drop_path = v;
+    }
     if let Some(schedule) = args.schedule {
         config.decay = match schedule {
             ScheduleArg::Cosine => Decay::Cosine { min_factor: 0.0 },
@@ -244,6 +277,10 @@ pub fn run_with(
     anyhow::ensure!(
         args.adversarial.adversarial.is_none() || verb == "adversarial training",
         "--adversarial is only supported by keen train"
+    );
+    anyhow::ensure!(
+        args.adversarial.adversarial.is_none() || (args.mixup.is_none() && args.cutmix.is_none()),
+        "--mixup/--cutmix cannot be combined with --adversarial"
     );
     let config = resolve_config(args)?;
     let (device, extra_devices) = parse_devices(&args.device)?;
