@@ -255,6 +255,55 @@ mod tests {
     }
 
     #[test]
+    fn a_deit_student_trains_end_to_end_with_a_live_teacher() {
+        use keen_data::augment::AugmentConfig;
+        use keen_train::{OptimizerKind, TrainOptions};
+        let data = keen_data::toy::halves_dataset(64, 4, keen_data::toy::Halves::LeftRight);
+        let device = Device::flex();
+        let spec = ModelSpec::new("vit-tiny", data.image_shape(), data.num_classes());
+        let teacher = keen_models::build_model(&spec, &device).expect("teacher");
+        let mut hooks = DeitDistiller {
+            config: DeitConfig::new(DeitMode::Hard, &DistillConfig::default()),
+            teacher: TeacherSource::Live(Box::new(teacher.valid())),
+            teacher_name: "random vit-tiny".into(),
+        };
+        let config = TrainConfig {
+            model: "deit-tiny".into(),
+            dataset: "halves".into(),
+            epochs: 1,
+            batch_size: 16,
+            optimizer: OptimizerKind::AdamW,
+            lr: 1e-3,
+            momentum: 0.9,
+            nesterov: false,
+            weight_decay: 0.0,
+            warmup_epochs: 0.0,
+            decay: keen_train::schedule::Decay::Constant,
+            label_smoothing: 0.1,
+            seed: 1,
+            val_fraction: 0.25,
+            augment: AugmentConfig::none(),
+            max_train_images: None,
+            mix: Default::default(),
+            drop_path: 0.1,
+        };
+        let dir = tempfile::tempdir().expect("tempdir");
+        let options = TrainOptions {
+            out_dir: dir.path().to_path_buf(),
+            resume: false,
+            device,
+            extra_devices: vec![],
+            progress: false,
+            stop_after_epochs: None,
+        };
+        let summary =
+            keen_train::train_with(&config, &data, &options, None, &mut hooks).expect("train");
+        assert!(summary.finished && summary.history[0].train_loss.is_finite());
+        let hooks_json = std::fs::read_to_string(dir.path().join("hooks.json")).expect("hooks");
+        assert!(hooks_json.contains("hard"), "{hooks_json}");
+    }
+
+    #[test]
     fn modes_parse_and_bad_ones_are_named() {
         assert_eq!("hard".parse::<DeitMode>(), Ok(DeitMode::Hard));
         assert_eq!("soft".parse::<DeitMode>(), Ok(DeitMode::Soft));
