@@ -179,12 +179,12 @@ pub fn render_html(card: &ReportCard) -> Result<String, RobustError> {
     // The table: one row per model.
     out.push_str("<table id=\"summary\"><thead><tr><th>model</th><th>accuracy</th><th>params</th><th>non-zero</th><th>MACs</th><th>size</th><th>ms / image</th><th>corruption acc.</th><th>mCE</th><th>adversarial acc.</th><th>OOD AUROC (energy)</th><th>ECE</th><th>ECE (T-scaled)</th></tr></thead><tbody>");
     for m in &card.models {
+        // The smallest budget: larger ones often take every model to 0%.
         let adversarial = m.adversarial.as_ref().and_then(|a| {
             a.curve
                 .iter()
-                .rev()
                 .find(|(eps, _)| *eps > 0.0)
-                .map(|(eps, acc)| format!("{} at ε={eps}", percent(*acc)))
+                .map(|(eps, acc)| format!("{} at ε={}", percent(*acc), *eps as f32))
         });
         let masking = m
             .adversarial

@@ -204,7 +204,16 @@ fn adversarial(
     Ok(AdversarialSummary {
         attack: format!("PGD-{} L∞", args.attack_steps),
         images: count,
-        curve: curve.iter().map(|p| (p.eps as f64, p.accuracy)).collect(),
+        // Through the shortest decimal of the f32, so 0.05 is not 0.05000000074505806.
+        curve: curve
+            .iter()
+            .map(|p| {
+                (
+                    p.eps.to_string().parse().unwrap_or(p.eps as f64),
+                    p.accuracy,
+                )
+            })
+            .collect(),
         masking_warnings: checks
             .checks
             .iter()
