@@ -11,6 +11,13 @@
 #   scripts/adversarial-mnist.sh                  # everything (~1 h on 2 quiet cores)
 #   LIMIT=10000 scripts/adversarial-mnist.sh      # the whole test split (slow)
 #   MNIST_DIR=/path/to/idx scripts/adversarial-mnist.sh
+#   MODEL=cnn-madry DEVICE=cuda KEEN=./keen LIMIT=10000 scripts/adversarial-mnist.sh
+#                                                 # Madry et al.'s wider CNN on a GPU, with a
+#                                                 # keen built with --features cuda
+#
+# MODEL (default cnn-small) is the robust model; the standard model is always cnn-small.
+# METHOD (default fgsm-rs) picks the adversarial training (pgd, trades, fgsm-rs); STEPS its
+# attack steps where it has several.
 #
 # A rerun resumes an unfinished training run and retrains nothing that is finished. The
 # figures in docs/RESULTS.md are of this run after 10 epochs (and, for comparison, after epoch 6:
@@ -21,7 +28,14 @@ source scripts/env.sh
 
 OUT=${OUT:-runs/adversarial-mnist}
 LIMIT=${LIMIT:-1000}
+CURVE_LIMIT=${CURVE_LIMIT:-$LIMIT}
+ATTACK_BATCH=${ATTACK_BATCH:-250}
 EPOCHS=${EPOCHS:-10}
+MODEL=${MODEL:-cnn-small}
+METHOD=${METHOD:-fgsm-rs}
+DEVICE=${DEVICE:-flex}
+ROBUST_NAME=${ROBUST_NAME:-$METHOD}
+[[ "$MODEL" != cnn-small ]] && ROBUST_NAME="$METHOD-$MODEL"
 DATA=()
 if [[ -n "${MNIST_DIR:-}" ]]; then
     DATA=(--data "$MNIST_DIR")
@@ -29,12 +43,16 @@ elif [[ -d /work/shared/data/mnist ]]; then
     DATA=(--data /work/shared/data/mnist)
 fi
 
-cargo build --release -p keen-cli
-KEEN="$KEEN_BIN"
+if [[ -z "${KEEN:-}" ]]; then
+    cargo build --release -p keen-cli
+    KEEN="$KEEN_BIN"
+fi
+STEP_ARGS=()
+[[ -n "${STEPS:-}" ]] && STEP_ARGS=(--adv-steps "$STEPS")
 
-train() { # name, then keen train options
-    local name=$1
-    shift
+train() { # name, model, then keen train options
+    local name=$1 model=$2
+    shift 2
     local dir="$OUT/$name"
     if [[ -f "$dir/model.safetensors" ]]; then
         echo "== $name: already trained ($dir)"
@@ -44,24 +62,27 @@ train() { # name, then keen train options
     [[ -f "$dir/state.json" ]] && resume=(--resume)
     echo "== training $name"
     local start=$SECONDS
-    "$KEEN" train --model cnn-small --dataset mnist "${DATA[@]}" --out "$dir" "${resume[@]}" "$@"
+    "$KEEN" train --model "$model" --dataset mnist "${DATA[@]}" --device "$DEVICE" --out "$dir" \
+        "${resume[@]}" "$@"
     echo "$name: training took $((SECONDS - start)) s" | tee "$dir/train-seconds.txt"
 }
 
-train standard --epochs 3
-train fgsm-rs --epochs "$EPOCHS" --lr 0.002 --adversarial fgsm-rs --adv-eps 0.3 \
-    --adv-alpha 0.375 --adv-ramp-epochs 2 --adv-val-images 500
+train standard cnn-small --epochs 3
+ALPHA=()
+[[ "$METHOD" == fgsm-rs ]] && ALPHA=(--adv-alpha 0.375)
+train "$ROBUST_NAME" "$MODEL" --epochs "$EPOCHS" --lr 0.002 --adversarial "$METHOD" --adv-eps 0.3 \
+    "${ALPHA[@]}" "${STEP_ARGS[@]}" --adv-ramp-epochs 2 --adv-val-images 500
 
-for name in standard fgsm-rs; do
+for name in standard "$ROBUST_NAME"; do
     model="$OUT/$name/model.safetensors"
     # Early stopping against catastrophic overfitting: the epoch with the best validation PGD
     # accuracy.
     [[ -f "$OUT/$name/model-best-robust.safetensors" ]] && model="$OUT/$name/model-best-robust.safetensors"
     echo "== $name: PGD-50, 10 restarts, eps 0.3, first $LIMIT test images ($model)"
-    "$KEEN" robust attack --model "$model" "${DATA[@]}" --attack pgd --norm linf --eps 0.3 \
-        --steps 50 --restarts 10 --limit "$LIMIT" --out "$OUT/$name/pgd50x10" | tee "$OUT/$name/pgd50x10.txt"
+    "$KEEN" robust attack --model "$model" "${DATA[@]}" --device "$DEVICE" --attack pgd --norm linf --eps 0.3 \
+        --steps 50 --restarts 10 --limit "$LIMIT" --batch-size "$ATTACK_BATCH" --no-progress --out "$OUT/$name/pgd50x10" | tee "$OUT/$name/pgd50x10.txt"
     echo "== $name: eps-curve, PGD-20"
-    "$KEEN" robust attack --model "$model" "${DATA[@]}" --attack pgd --norm linf \
-        --eps 0.05,0.1,0.15,0.2,0.25,0.3,0.35,0.4 --steps 20 --restarts 1 --limit "$LIMIT" \
-        --out "$OUT/$name/curve" | tee "$OUT/$name/curve.txt"
+    "$KEEN" robust attack --model "$model" "${DATA[@]}" --device "$DEVICE" --attack pgd --norm linf \
+        --eps 0.05,0.1,0.15,0.2,0.25,0.3,0.35,0.4 --steps 20 --restarts 1 --limit "$CURVE_LIMIT" \
+        --batch-size "$ATTACK_BATCH" --no-progress --out "$OUT/$name/curve" | tee "$OUT/$name/curve.txt"
 done

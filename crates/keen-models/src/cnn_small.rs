@@ -2,6 +2,10 @@
 //!
 //! Conv2d(C,32,k3,p1) ReLU MaxPool2 → Conv2d(32,64,k3,p1) ReLU MaxPool2 → Flatten →
 //! Linear(64·H/4·W/4, 128) ReLU → Linear(128, classes). On 28×28 inputs the flatten is 3136 wide.
+//!
+//! `cnn-madry` is the same layout with 5×5 kernels and a 1,024-wide hidden layer: the MNIST
+//! network of Madry et al. (2018), whose adversarial-training results robustness papers quote.
+//! Adversarial robustness needs capacity that clean accuracy does not, hence a second size.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
@@ -23,28 +27,67 @@ pub struct CnnSmall {
     head: Linear,
 }
 
-/// Width of the hidden fully-connected layer.
-const HIDDEN: usize = 128;
+/// The sizes that differ between `cnn-small` and `cnn-madry`.
+#[derive(Debug, Clone, Copy)]
+pub struct CnnShape {
+    /// Side of both convolutions' square kernels (odd: padding keeps the size).
+    pub kernel: usize,
+    /// Width of the hidden fully-connected layer.
+    pub hidden: usize,
+}
+
+impl CnnShape {
+    /// `cnn-small`, the reference.
+    pub const SMALL: CnnShape = CnnShape {
+        kernel: 3,
+        hidden: 128,
+    };
+    /// `cnn-madry`: Madry et al.'s MNIST network.
+    pub const MADRY: CnnShape = CnnShape {
+        kernel: 5,
+        hidden: 1024,
+    };
+}
 
 impl CnnSmall {
-    /// Builds the network for `spec`'s input shape and class count.
+    /// Builds the reference network for `spec`'s input shape and class count.
     pub fn new(spec: &ModelSpec, device: &Device) -> Result<Self, ModelError> {
+        Self::with_shape(spec, CnnShape::SMALL, device)
+    }
+
+    /// Builds the network with `shape`'s kernel and hidden width.
+    pub fn with_shape(
+        spec: &ModelSpec,
+        shape: CnnShape,
+        device: &Device,
+    ) -> Result<Self, ModelError> {
         let [channels, height, width] = spec.input_shape();
         if height < 4 || width < 4 {
-            return Err(spec.bad_input("cnn-small needs images of at least 4×4"));
+            return Err(spec.bad_input("this CNN needs images of at least 4×4"));
         }
         let flat = 64 * (height / 4) * (width / 4);
+        let (k, pad) = (shape.kernel, shape.kernel / 2);
         Ok(Self {
-            conv1: Conv2dConfig::new([channels, 32], [3, 3])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            conv1: Conv2dConfig::new([channels, 32], [k, k])
+                .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
                 .init(device),
-            conv2: Conv2dConfig::new([32, 64], [3, 3])
-                .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+            conv2: Conv2dConfig::new([32, 64], [k, k])
+                .with_padding(PaddingConfig2d::Explicit(pad, pad, pad, pad))
                 .init(device),
             pool: MaxPool2dConfig::new([2, 2]).with_strides([2, 2]).init(),
-            fc1: LinearConfig::new(flat, HIDDEN).init(device),
-            head: LinearConfig::new(HIDDEN, spec.num_classes).init(device),
+            fc1: LinearConfig::new(flat, shape.hidden).init(device),
+            head: LinearConfig::new(shape.hidden, spec.num_classes).init(device),
         })
+    }
+
+    /// Width of the hidden layer, read from the weights (so loading needs no extra field).
+    fn hidden(&self) -> usize {
+        self.fc1.weight.dims()[1]
+    }
+
+    /// Side of the convolution kernels, read from the weights.
+    fn kernel(&self) -> usize {
+        self.conv1.weight.dims()[2]
     }
 }
 
@@ -82,7 +125,7 @@ impl ImageClassifier for CnnSmall {
     }
 
     fn num_features(&self) -> usize {
-        HIDDEN
+        self.hidden()
     }
 
     fn num_classes(&self) -> usize {
@@ -90,16 +133,17 @@ impl ImageClassifier for CnnSmall {
     }
 
     fn reset_classifier(mut self, num_classes: usize, device: &Device) -> Self {
-        self.head = LinearConfig::new(HIDDEN, num_classes).init(device);
+        self.head = LinearConfig::new(self.hidden(), num_classes).init(device);
         self
     }
 
     fn macs(&self, [channels, height, width]: [usize; 3]) -> u64 {
         let (h2, w2) = (height / 2, width / 2);
         let (h4, w4) = (height / 4, width / 4);
-        conv2d_macs(channels, 32, [3, 3], 1, [height, width])
-            + conv2d_macs(32, 64, [3, 3], 1, [h2, w2])
-            + linear_macs(64 * h4 * w4, HIDDEN, 1)
-            + linear_macs(HIDDEN, self.num_classes(), 1)
+        let (k, hidden) = (self.kernel(), self.hidden());
+        conv2d_macs(channels, 32, [k, k], 1, [height, width])
+            + conv2d_macs(32, 64, [k, k], 1, [h2, w2])
+            + linear_macs(64 * h4 * w4, hidden, 1)
+            + linear_macs(hidden, self.num_classes(), 1)
     }
 }

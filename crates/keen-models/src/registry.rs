@@ -77,6 +77,17 @@ pub static REGISTRY: &[ModelEntry] = &[
         build: |spec, device| Ok(KeenModel::CnnSmall(CnnSmall::new(spec, device)?)),
     },
     ModelEntry {
+        name: "cnn-madry",
+        summary: "Madry et al.'s MNIST CNN: 5x5 kernels, 1,024-wide hidden layer (3.27M params)",
+        build: |spec, device| {
+            Ok(KeenModel::CnnSmall(CnnSmall::with_shape(
+                spec,
+                crate::cnn_small::CnnShape::MADRY,
+                device,
+            )?))
+        },
+    },
+    ModelEntry {
         name: "resnet8",
         summary: "CIFAR-style ResNet, 1 basic block per stage, widths 16/32/64",
         build: |spec, device| Ok(KeenModel::ResNet(ResNet::new(spec, 1, device)?)),
@@ -185,7 +196,7 @@ pub fn build_model(spec: &ModelSpec, device: &Device) -> Result<KeenModel, Model
 #[derive(Module, Debug)]
 #[allow(clippy::large_enum_variant)]
 pub enum KeenModel {
-    /// `cnn-small`.
+    /// `cnn-small`, `cnn-madry`.
     CnnSmall(CnnSmall),
     /// `resnet8`, `resnet20`.
     ResNet(ResNet),

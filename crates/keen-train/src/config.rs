@@ -102,7 +102,7 @@ impl TrainConfig {
         };
         match model {
             // Small and fast: Adam converges in a few epochs without augmentation.
-            "cnn-small" => Self {
+            "cnn-small" | "cnn-madry" => Self {
                 epochs: 4,
                 optimizer: OptimizerKind::AdamW,
                 lr: 2e-3,

@@ -71,6 +71,9 @@ pub struct AttackArgs {
     /// Hide progress bars.
     #[arg(long)]
     pub no_progress: bool,
+    /// Compute device: flex (CPU), or cuda[:N] / wgpu in builds with those features.
+    #[arg(long, default_value = "flex")]
+    pub device: String,
 }
 
 #[derive(Serialize)]
@@ -108,7 +111,7 @@ pub fn run(args: AttackArgs) -> Result<()> {
         ..AttackConfig::new(kind, norm, eps_list[0])
     };
     base.validate()?;
-    let device = burn::prelude::Device::flex();
+    let device = crate::device::parse_device(&args.device)?;
     let (loaded, normalization) = load_model(&args.model, &device)?;
     let dataset = match &args.dataset {
         Some(d) => d.clone(),

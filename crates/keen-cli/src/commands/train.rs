@@ -214,6 +214,10 @@ fn resolve_config(args: &TrainArgs) -> Result<TrainConfig> {
     }
     if let Some(v) = args.hflip {
         config.augment.horizontal_flip = v;
+    } else if config.dataset == "mnist" {
+        // A mirrored digit is another glyph (or none): the presets' flip is for clothes and
+        // CIFAR objects, not for digits.
+        config.augment.horizontal_flip = false;
     }
     if let Some(v) = &args.randaugment {
         config.augment.rand_augment = parse_randaugment(v)?;
