@@ -9,6 +9,7 @@
 //! Must not touch: datasets, training loops or the command line. A new model is one file here
 //! plus one line in [`registry`]'s table and one variant of [`KeenModel`].
 
+pub mod attention;
 pub mod botnet;
 pub mod channel_gate;
 pub mod cnn_small;
