@@ -44,7 +44,7 @@ enum Command {
     Quantize(commands::quantize::QuantizeArgs),
     /// Quantization-aware training of a saved float model (optionally distilling from a teacher).
     Qat(commands::quantize::QatArgs),
-    /// Gradual magnitude pruning while fine-tuning (optionally distilling from a teacher).
+    /// Pruning while fine-tuning: magnitude, N:M, channels, or ViT heads and MLP units.
     Prune(commands::prune::PruneArgs),
     /// Export a model: FP16 or BF16 weights.
     Export(commands::export::ExportArgs),
@@ -64,6 +64,8 @@ enum Command {
     Eval(commands::eval::EvalArgs),
     /// Classify image files with a saved model (top-k with probabilities).
     Predict(commands::predict::PredictArgs),
+    /// Heat maps of where a model looked: attention rollout (ViT, DeiT) or Grad-CAM (CNNs).
+    Explain(commands::explain::ExplainArgs),
     /// Describe a registered model or a saved one: parameters, FLOPs, bytes on disk.
     Info(commands::info::InfoArgs),
     /// Show which datasets are found where, and how to get the missing ones.
@@ -89,6 +91,7 @@ fn main() -> ExitCode {
         Command::Report(args) => commands::report::run(args),
         Command::Eval(args) => commands::eval::run(args),
         Command::Predict(args) => commands::predict::run(args),
+        Command::Explain(args) => commands::explain::run(args),
         Command::Info(args) => commands::info::run(args),
         Command::Datasets(args) => commands::datasets::run(args),
         Command::BenchTrain(args) => commands::bench::run(args),

@@ -44,6 +44,7 @@ fn every_subcommand_has_help_with_an_example() {
         &["train"][..],
         &["eval"],
         &["predict"],
+        &["explain"],
         &["info"],
         &["datasets"],
         &["bench-train"],

@@ -2,7 +2,9 @@
 //!
 //! Owns: knowledge distillation losses, fake quantization and observers (QAT), post-training
 //! quantization, magnitude and structured pruning, and the recipes that chain them. Everything
-//! that edits a model's structure works on models lowered to a [`keen_models::graph::GraphNet`].
+//! that edits a CNN's structure works on models lowered to a [`keen_models::graph::GraphNet`];
+//! transformer heads and MLP units are removed through the blocks' own `retain`
+//! ([`prune::heads`]), as attention is not a graph op.
 //! Must not touch: dataset formats, the command line, the deploy runtime's kernels.
 
 pub mod deit;

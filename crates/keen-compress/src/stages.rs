@@ -17,7 +17,8 @@ use keen_models::KeenModel;
 use crate::distill::{DistillConfig, Distiller, TeacherLogits, TeacherSource};
 use crate::hint::{finished_student, HintConfig, HintDistiller};
 use crate::prune::{
-    plan_channels, remove_channels, ChannelCriterion, GradualMagnitudePruner, MagnitudePruneConfig,
+    plan_channels, plan_transformer, prune_transformer, remove_channels, ChannelCriterion,
+    GradualMagnitudePruner, MagnitudePruneConfig, TransformerPrunePlan,
 };
 use crate::quantize::{
     calibrate, enable, prepare, sensitivity_scan, CalibrationConfig, SensitivityReport,
@@ -459,6 +460,74 @@ pub fn prune_channels_and_finetune(
     eprintln!(
         "removed {:.0}% of channels: parameters {} -> {}, MACs {} -> {}, batch-256 latency {:.1} -> {:.1} ms",
         100.0 * ratio,
+        report.params[0],
+        report.params[1],
+        report.macs[0],
+        report.macs[1],
+        report.batch256_latency_ms[0],
+        report.batch256_latency_ms[1]
+    );
+    let initial = pruned.to_device(&options.device.clone().autodiff());
+    let mut hooks = loss_hooks(config, dataset, options, teacher)?;
+    let summary = train_with(config, dataset, options, Some(initial), &mut *hooks)?;
+    Ok((summary, report))
+}
+
+/// What head and MLP pruning removed, before fine-tuning.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TransformerPruneReport {
+    /// Fraction of each block's heads removed.
+    pub heads_ratio: f32,
+    /// Fraction of each block's MLP hidden units removed.
+    pub mlp_ratio: f32,
+    /// The heads and units kept in every block.
+    pub plan: TransformerPrunePlan,
+    /// Trainable parameters before and after.
+    pub params: [usize; 2],
+    /// MACs per image before and after.
+    pub macs: [u64; 2],
+    /// Median milliseconds of an inference batch of 256 images before and after.
+    pub batch256_latency_ms: [f64; 2],
+}
+
+/// Structured pruning of the ViT or DeiT saved at `model_path`: removes `heads_ratio` of every
+/// block's attention heads and `mlp_ratio` of its MLP hidden units (lowest L2 norm first), then
+/// fine-tunes with `config`'s schedule, distilling from `teacher` when one is given.
+pub fn prune_heads_and_finetune(
+    config: &TrainConfig,
+    dataset: &ImageDataset,
+    options: &TrainOptions,
+    model_path: &Path,
+    heads_ratio: f32,
+    mlp_ratio: f32,
+    teacher: Option<(&Path, &DistillConfig)>,
+) -> Result<(TrainSummary, TransformerPruneReport), CompressError> {
+    use keen_models::ImageClassifier;
+    let saved = SavedModel::load(model_path, &options.device)?;
+    saved.check_fits(dataset, model_path)?;
+    let input = saved.loaded.spec.input_shape();
+    let original = saved.loaded.model.valid();
+    let plan = plan_transformer(&original, heads_ratio, mlp_ratio)?;
+    let pruned = prune_transformer(original.clone(), &plan)?;
+    let report = TransformerPruneReport {
+        heads_ratio,
+        mlp_ratio,
+        plan,
+        params: [
+            keen_models::trainable_params(&original),
+            keen_models::trainable_params(&pruned),
+        ],
+        macs: [original.macs(input), pruned.macs(input)],
+        batch256_latency_ms: [
+            batch_latency_ms(&original, input, &options.device),
+            batch_latency_ms(&pruned, input, &options.device),
+        ],
+    };
+    eprintln!(
+        "removed {:.0}% of heads and {:.0}% of MLP units: parameters {} -> {}, MACs {} -> {}, \
+         batch-256 latency {:.1} -> {:.1} ms",
+        100.0 * heads_ratio,
+        100.0 * mlp_ratio,
         report.params[0],
         report.params[1],
         report.macs[0],

@@ -13,7 +13,10 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
 use crate::flops::linear_macs;
-use crate::vit::{patch_tokens, set_drop_path, Block, VitConfig};
+use crate::vit::{
+    blocks_of_shapes, map_blocks, patch_tokens, set_drop_path, AttentionMaps, Block, BlockShape,
+    VitConfig,
+};
 use crate::{ImageClassifier, ModelError, ModelSpec};
 
 /// A Vision Transformer with class and distillation tokens and two heads.
@@ -78,6 +81,73 @@ impl Deit {
         self.heads_from_features(features)
     }
 
+    /// The registry shape it was built with (before any pruning).
+    pub fn config(&self) -> VitConfig {
+        VitConfig {
+            patch_size: self.patch_size,
+            depth: self.blocks.len(),
+            dim: self.dim,
+            heads: self.heads,
+            mlp_dim: self.mlp_dim,
+        }
+    }
+
+    /// The transformer blocks, first to last.
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    /// The same DeiT with every block rewritten by `f` (e.g. heads removed).
+    pub fn map_blocks(
+        mut self,
+        f: &mut dyn FnMut(usize, &Block) -> Result<Block, ModelError>,
+    ) -> Result<Self, ModelError> {
+        self.blocks = map_blocks(&self.blocks, f)?;
+        Ok(self)
+    }
+
+    /// The same DeiT with fresh blocks of `shapes` (to load a pruned model's weights into).
+    pub fn with_block_shapes(
+        mut self,
+        shapes: &[BlockShape],
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        self.blocks = blocks_of_shapes(self.dim, shapes, self.blocks.len(), device)?;
+        Ok(self)
+    }
+
+    /// Class, distillation and patch tokens with positions: the first block's input.
+    fn embed(&self, images: Tensor<4>) -> Tensor<3> {
+        let batch = images.dims()[0];
+        let patches = patch_tokens(&self.patch_embed, images);
+        let cls = self.cls_token.val().expand([batch, 1, self.dim]);
+        let dist = self.dist_token.val().expand([batch, 1, self.dim]);
+        Tensor::cat(vec![cls, dist, patches], 1) + self.pos_embed.val()
+    }
+
+    fn features_of_tokens(&self, x: Tensor<3>) -> Tensor<2> {
+        self.norm.forward(x).narrow(1, 0, 2).flatten::<2>(1, 2)
+    }
+
+    /// The logits `forward` gives (to float rounding) and every block's attention
+    /// probabilities, for attention rollout.
+    pub fn forward_with_attention(&self, images: Tensor<4>) -> AttentionMaps {
+        let [_, _, height, width] = images.dims();
+        let mut x = self.embed(images);
+        let mut layers = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            let (next, probs) = block.forward_with_attention(x);
+            x = next;
+            layers.push(probs);
+        }
+        AttentionMaps {
+            logits: self.forward_head(self.features_of_tokens(x)),
+            layers,
+            prefix_tokens: 2,
+            grid: self.config().grid(height, width),
+        }
+    }
+
     fn heads_from_features(&self, features: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
         let cls = features.clone().narrow(1, 0, self.dim);
         let dist = features.narrow(1, self.dim, self.dim);
@@ -88,15 +158,11 @@ impl Deit {
 impl ImageClassifier for Deit {
     /// The normalised class and distillation tokens side by side, `[batch, 2·dim]`.
     fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
-        let batch = images.dims()[0];
-        let patches = patch_tokens(&self.patch_embed, images);
-        let cls = self.cls_token.val().expand([batch, 1, self.dim]);
-        let dist = self.dist_token.val().expand([batch, 1, self.dim]);
-        let mut x = Tensor::cat(vec![cls, dist, patches], 1) + self.pos_embed.val();
+        let mut x = self.embed(images);
         for block in &self.blocks {
             x = block.forward(x);
         }
-        self.norm.forward(x).narrow(1, 0, 2).flatten::<2>(1, 2)
+        self.features_of_tokens(x)
     }
 
     /// The average of the two heads' logits (DeiT's inference rule).
@@ -121,20 +187,11 @@ impl ImageClassifier for Deit {
 
     fn macs(&self, [_, height, width]: [usize; 3]) -> u64 {
         let p = self.patch_size;
-        let config = VitConfig {
-            patch_size: p,
-            depth: self.blocks.len(),
-            dim: self.dim,
-            heads: self.heads,
-            mlp_dim: self.mlp_dim,
-        };
-        let [gh, gw] = config.grid(height, width);
+        let [gh, gw] = self.config().grid(height, width);
         let patches = gh * gw;
         let embed = linear_macs(self.in_channels * p * p, self.dim, patches);
-        let per_block = Block::macs(&config, patches + 2);
-        embed
-            + per_block * self.blocks.len() as u64
-            + 2 * linear_macs(self.dim, self.num_classes(), 1)
+        let blocks: u64 = self.blocks.iter().map(|b| b.macs(patches + 2)).sum();
+        embed + blocks + 2 * linear_macs(self.dim, self.num_classes(), 1)
     }
 }
 

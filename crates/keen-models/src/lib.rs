@@ -3,12 +3,15 @@
 //! Owns: every architecture keen can train (`cnn-small`, `resnet8`, `resnet20`,
 //! `mobilenet-v2-tiny`, `vit-tiny` and its variants, `deit-tiny`, `resnet20-se`/`-gc`,
 //! `resnet20-bot`), the one interface they all share ([`ImageClassifier`]),
-//! the registry that builds them by name ([`registry`]), their multiply-accumulate counts, and
-//! self-describing weight files ([`weights`]).
+//! the registry that builds them by name ([`registry`]), their multiply-accumulate counts,
+//! self-describing weight files ([`weights`]), and the views inside a model that explaining and
+//! pruning need (attention probabilities, per-head outputs, a class score's gradient at a
+//! feature map) without changing what `forward` computes.
 //!
 //! Must not touch: datasets, training loops or the command line. A new model is one file here
 //! plus one line in [`registry`]'s table and one variant of [`KeenModel`].
 
+pub mod attention;
 pub mod botnet;
 pub mod channel_gate;
 pub mod cnn_small;

@@ -14,7 +14,7 @@ use crate::deit::Deit;
 use crate::graph::GraphNet;
 use crate::mobilenet_v2::MobileNetV2;
 use crate::resnet::ResNet;
-use crate::vit::{Vit, VitConfig};
+use crate::vit::{AttentionMaps, Block, BlockShape, Vit, VitConfig};
 use crate::{ImageClassifier, ModelError};
 
 /// Everything needed to rebuild a model's architecture: its registry name and its input and
@@ -261,6 +261,72 @@ impl KeenModel {
             KeenModel::Deit(m) => Some(m.forward_heads(images)),
             _ => None,
         }
+    }
+}
+
+/// Transformer internals: attention maps for explanations, blocks for head and MLP pruning.
+/// Only ViTs and DeiTs have them; every other model answers `None` or an error.
+impl KeenModel {
+    /// The logits and every block's attention probabilities of a ViT or DeiT.
+    pub fn forward_with_attention(&self, images: Tensor<4>) -> Option<AttentionMaps> {
+        match self {
+            KeenModel::Vit(m) => Some(m.forward_with_attention(images)),
+            KeenModel::Deit(m) => Some(m.forward_with_attention(images)),
+            _ => None,
+        }
+    }
+
+    /// The transformer blocks of a ViT or DeiT.
+    pub fn transformer_blocks(&self) -> Option<&[Block]> {
+        match self {
+            KeenModel::Vit(m) => Some(m.blocks()),
+            KeenModel::Deit(m) => Some(m.blocks()),
+            _ => None,
+        }
+    }
+
+    /// The same ViT or DeiT with every block rewritten by `f`, which gets the block's index.
+    pub fn map_transformer_blocks(
+        self,
+        f: &mut dyn FnMut(usize, &Block) -> Result<Block, ModelError>,
+    ) -> Result<Self, ModelError> {
+        match self {
+            KeenModel::Vit(m) => Ok(KeenModel::Vit(m.map_blocks(f)?)),
+            KeenModel::Deit(m) => Ok(KeenModel::Deit(m.map_blocks(f)?)),
+            _ => Err(not_a_transformer()),
+        }
+    }
+
+    /// Each block's shape when some block differs from the registry's (a pruned ViT or
+    /// DeiT): what its weight file must record to be rebuilt.
+    pub fn pruned_block_shapes(&self) -> Option<Vec<BlockShape>> {
+        let (config, blocks) = match self {
+            KeenModel::Vit(m) => (m.config(), m.blocks()),
+            KeenModel::Deit(m) => (m.config(), m.blocks()),
+            _ => return None,
+        };
+        let shapes: Vec<BlockShape> = blocks.iter().map(Block::shape).collect();
+        let full = BlockShape::of(&config);
+        shapes.iter().any(|s| *s != full).then_some(shapes)
+    }
+
+    /// The same ViT or DeiT with fresh blocks of `shapes`, ready to load pruned weights.
+    pub fn with_block_shapes(
+        self,
+        shapes: &[BlockShape],
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        match self {
+            KeenModel::Vit(m) => Ok(KeenModel::Vit(m.with_block_shapes(shapes, device)?)),
+            KeenModel::Deit(m) => Ok(KeenModel::Deit(m.with_block_shapes(shapes, device)?)),
+            _ => Err(not_a_transformer()),
+        }
+    }
+}
+
+fn not_a_transformer() -> ModelError {
+    ModelError::BadConfig {
+        reason: "only vit and deit models have transformer blocks".into(),
     }
 }
 

@@ -11,9 +11,9 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::gelu;
-use burn::tensor::module::attention;
-use burn::tensor::ops::AttentionModuleOptions;
+use burn::tensor::{Int, TensorData};
 
+pub use crate::attention::{AttentionMaps, SelfAttention};
 use crate::drop_path::{linear_rates, DropPath};
 use crate::flops::linear_macs;
 use crate::{ImageClassifier, ModelError, ModelSpec};
@@ -100,49 +100,25 @@ impl VitConfig {
     }
 }
 
-/// Multi-head self-attention with a fused query/key/value projection.
-#[derive(Module, Debug)]
-pub struct SelfAttention {
-    qkv: Linear,
-    proj: Linear,
-    heads: usize,
+/// The width of one block's parts: what pruning changes and a pruned file records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BlockShape {
+    /// Attention heads.
+    pub heads: usize,
+    /// Width of one head.
+    pub head_dim: usize,
+    /// Hidden width of the MLP.
+    pub mlp_dim: usize,
 }
 
-impl SelfAttention {
-    pub(crate) fn new(dim: usize, heads: usize, device: &Device) -> Self {
+impl BlockShape {
+    /// The shape every block of `config` starts with.
+    pub fn of(config: &VitConfig) -> Self {
         Self {
-            qkv: LinearConfig::new(dim, 3 * dim).init(device),
-            proj: LinearConfig::new(dim, dim).init(device),
-            heads,
+            heads: config.heads,
+            head_dim: config.dim / config.heads.max(1),
+            mlp_dim: config.mlp_dim,
         }
-    }
-
-    /// MACs for `n` tokens of width `dim`: projections, scores and the weighted sum.
-    pub(crate) fn macs(dim: usize, n: usize) -> u64 {
-        linear_macs(dim, 3 * dim, n) + 2 * (n * n * dim) as u64 + linear_macs(dim, dim, n)
-    }
-
-    /// Attends over `tokens` `[batch, n, dim]`.
-    pub fn forward(&self, tokens: Tensor<3>) -> Tensor<3> {
-        let [batch, n, dim] = tokens.dims();
-        let head_dim = dim / self.heads;
-        let qkv = self.qkv.forward(tokens);
-        let split = |i: usize| {
-            qkv.clone()
-                .narrow(2, i * dim, dim)
-                .reshape([batch, n, self.heads, head_dim])
-                .swap_dims(1, 2)
-        };
-        let context = attention(
-            split(0),
-            split(1),
-            split(2),
-            None,
-            None,
-            AttentionModuleOptions::default(),
-        );
-        self.proj
-            .forward(context.swap_dims(1, 2).reshape([batch, n, dim]))
     }
 }
 
@@ -159,13 +135,37 @@ pub struct Block {
 
 impl Block {
     pub(crate) fn new(config: &VitConfig, device: &Device) -> Self {
+        Self::with_shape(config.dim, BlockShape::of(config), device)
+    }
+
+    /// A block over tokens of width `dim` with the parts `shape` says.
+    pub(crate) fn with_shape(dim: usize, shape: BlockShape, device: &Device) -> Self {
         Self {
-            norm1: LayerNormConfig::new(config.dim).init(device),
-            attn: SelfAttention::new(config.dim, config.heads, device),
-            norm2: LayerNormConfig::new(config.dim).init(device),
-            fc1: LinearConfig::new(config.dim, config.mlp_dim).init(device),
-            fc2: LinearConfig::new(config.mlp_dim, config.dim).init(device),
+            norm1: LayerNormConfig::new(dim).init(device),
+            attn: SelfAttention::with_heads(dim, shape.heads, shape.head_dim, device),
+            norm2: LayerNormConfig::new(dim).init(device),
+            fc1: LinearConfig::new(dim, shape.mlp_dim).init(device),
+            fc2: LinearConfig::new(shape.mlp_dim, dim).init(device),
             drop_path: DropPath::new(0.0),
+        }
+    }
+
+    /// The block's attention.
+    pub fn attention(&self) -> &SelfAttention {
+        &self.attn
+    }
+
+    /// The MLP's two layers (`[dim, hidden]`, `[hidden, dim]`).
+    pub fn mlp(&self) -> (&Linear, &Linear) {
+        (&self.fc1, &self.fc2)
+    }
+
+    /// Its heads, head width and MLP width.
+    pub fn shape(&self) -> BlockShape {
+        BlockShape {
+            heads: self.attn.heads(),
+            head_dim: self.attn.head_dim(),
+            mlp_dim: self.fc1.weight.dims()[1],
         }
     }
 
@@ -174,17 +174,99 @@ impl Block {
             + self
                 .drop_path
                 .forward(self.attn.forward(self.norm1.forward(x)));
+        self.mlp_residual(x)
+    }
+
+    /// [`forward`](Self::forward) and the attention probabilities `[batch, heads, n, n]`.
+    pub(crate) fn forward_with_attention(&self, x: Tensor<3>) -> (Tensor<3>, Tensor<4>) {
+        let (attended, probs) = self
+            .attn
+            .forward_with_attention(self.norm1.forward(x.clone()));
+        let x = x + self.drop_path.forward(attended);
+        (self.mlp_residual(x), probs)
+    }
+
+    fn mlp_residual(&self, x: Tensor<3>) -> Tensor<3> {
         let hidden = gelu(self.fc1.forward(self.norm2.forward(x.clone())));
         x + self.drop_path.forward(self.fc2.forward(hidden))
     }
 
-    /// MACs of one block over `n` tokens.
-    pub(crate) fn macs(config: &VitConfig, n: usize) -> u64 {
-        let d = config.dim;
-        SelfAttention::macs(d, n)
-            + linear_macs(d, config.mlp_dim, n)
-            + linear_macs(config.mlp_dim, d, n)
+    /// The same block with only heads `heads` and MLP hidden units `hidden` (increasing
+    /// indices): the kept parts compute what they did, the removed ones contribute nothing.
+    pub fn retain(&self, heads: &[usize], hidden: &[usize]) -> Result<Self, ModelError> {
+        let width = self.fc1.weight.dims()[1];
+        if hidden.is_empty()
+            || hidden.windows(2).any(|w| w[0] >= w[1])
+            || hidden[hidden.len() - 1] >= width
+        {
+            return Err(ModelError::BadConfig {
+                reason: format!(
+                    "MLP units to keep must be increasing, non-empty and below {width}; got {} units",
+                    hidden.len()
+                ),
+            });
+        }
+        let device = self.fc1.weight.device();
+        let len = hidden.len();
+        let index: Vec<i64> = hidden.iter().map(|&u| u as i64).collect();
+        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [len]), &device);
+        let mut block = self.clone();
+        block.attn = self.attn.retain_heads(heads)?;
+        block.fc1.weight = block.fc1.weight.map(|w| w.select(1, index.clone()));
+        block.fc1.bias = block
+            .fc1
+            .bias
+            .map(|b| b.map(|b| b.select(0, index.clone())));
+        block.fc2.weight = block.fc2.weight.map(|w| w.select(0, index));
+        Ok(block)
     }
+
+    /// The same block with heads `heads` silenced (see [`SelfAttention::zero_heads`]).
+    pub fn zero_heads(&self, heads: &[usize]) -> Result<Self, ModelError> {
+        let mut block = self.clone();
+        block.attn = self.attn.zero_heads(heads)?;
+        Ok(block)
+    }
+
+    /// MACs of the block over `n` tokens.
+    pub(crate) fn macs(&self, n: usize) -> u64 {
+        let [dim, hidden] = self.fc1.weight.dims();
+        self.attn.macs(n) + linear_macs(dim, hidden, n) + linear_macs(hidden, dim, n)
+    }
+}
+
+/// Replaces `blocks` by `f`'s rewrite of each (`f` gets the block's index), checking the count.
+pub(crate) fn map_blocks(
+    blocks: &[Block],
+    f: &mut dyn FnMut(usize, &Block) -> Result<Block, ModelError>,
+) -> Result<Vec<Block>, ModelError> {
+    blocks.iter().enumerate().map(|(i, b)| f(i, b)).collect()
+}
+
+/// Fresh blocks of `shapes` (weights are then loaded from a file).
+pub(crate) fn blocks_of_shapes(
+    dim: usize,
+    shapes: &[BlockShape],
+    depth: usize,
+    device: &Device,
+) -> Result<Vec<Block>, ModelError> {
+    if shapes.len() != depth {
+        return Err(ModelError::BadConfig {
+            reason: format!("{} block shapes for {depth} blocks", shapes.len()),
+        });
+    }
+    if let Some(s) = shapes
+        .iter()
+        .find(|s| s.heads == 0 || s.head_dim == 0 || s.mlp_dim == 0)
+    {
+        return Err(ModelError::BadConfig {
+            reason: format!("block shape {s:?} has an empty part"),
+        });
+    }
+    Ok(shapes
+        .iter()
+        .map(|&shape| Block::with_shape(dim, shape, device))
+        .collect())
 }
 
 /// Sets timm's linearly growing stochastic-depth rates (0 at the first block, `rate` at the
@@ -215,6 +297,8 @@ pub struct Vit {
     head: Linear,
     patch_size: usize,
     dim: usize,
+    /// The registry shape's heads and MLP width; pruned blocks may have fewer.
+    heads: usize,
     mlp_dim: usize,
     in_channels: usize,
 }
@@ -241,6 +325,7 @@ impl Vit {
             head: LinearConfig::new(config.dim, spec.num_classes).init(device),
             patch_size: config.patch_size,
             dim: config.dim,
+            heads: config.heads,
             mlp_dim: config.mlp_dim,
             in_channels: channels,
         })
@@ -252,28 +337,80 @@ impl Vit {
         self
     }
 
-    fn config(&self) -> VitConfig {
+    /// The registry shape it was built with (before any pruning).
+    pub fn config(&self) -> VitConfig {
         VitConfig {
             patch_size: self.patch_size,
             depth: self.blocks.len(),
             dim: self.dim,
-            heads: self.blocks.first().map_or(1, |b| b.attn.heads),
+            heads: self.heads,
             mlp_dim: self.mlp_dim,
+        }
+    }
+
+    /// The transformer blocks, first to last.
+    pub fn blocks(&self) -> &[Block] {
+        &self.blocks
+    }
+
+    /// The same ViT with every block rewritten by `f` (e.g. heads removed).
+    pub fn map_blocks(
+        mut self,
+        f: &mut dyn FnMut(usize, &Block) -> Result<Block, ModelError>,
+    ) -> Result<Self, ModelError> {
+        self.blocks = map_blocks(&self.blocks, f)?;
+        Ok(self)
+    }
+
+    /// The same ViT with fresh blocks of `shapes` (to load a pruned model's weights into).
+    pub fn with_block_shapes(
+        mut self,
+        shapes: &[BlockShape],
+        device: &Device,
+    ) -> Result<Self, ModelError> {
+        self.blocks = blocks_of_shapes(self.dim, shapes, self.blocks.len(), device)?;
+        Ok(self)
+    }
+
+    /// Class token, patches and positions: the first block's input `[batch, 1 + patches, dim]`.
+    fn embed(&self, images: Tensor<4>) -> Tensor<3> {
+        let batch = images.dims()[0];
+        let patches = patch_tokens(&self.patch_embed, images);
+        let cls = self.cls_token.val().expand([batch, 1, self.dim]);
+        Tensor::cat(vec![cls, patches], 1) + self.pos_embed.val()
+    }
+
+    fn features_of_tokens(&self, x: Tensor<3>) -> Tensor<2> {
+        self.norm.forward(x).narrow(1, 0, 1).flatten::<2>(1, 2)
+    }
+
+    /// The logits `forward` gives (to float rounding) and every block's attention
+    /// probabilities, for attention rollout.
+    pub fn forward_with_attention(&self, images: Tensor<4>) -> AttentionMaps {
+        let [_, _, height, width] = images.dims();
+        let mut x = self.embed(images);
+        let mut layers = Vec::with_capacity(self.blocks.len());
+        for block in &self.blocks {
+            let (next, probs) = block.forward_with_attention(x);
+            x = next;
+            layers.push(probs);
+        }
+        AttentionMaps {
+            logits: self.forward_head(self.features_of_tokens(x)),
+            layers,
+            prefix_tokens: 1,
+            grid: self.config().grid(height, width),
         }
     }
 }
 
 impl ImageClassifier for Vit {
     fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
-        let batch = images.dims()[0];
-        let patches = patch_tokens(&self.patch_embed, images);
-        let cls = self.cls_token.val().expand([batch, 1, self.dim]);
-        let mut x = Tensor::cat(vec![cls, patches], 1) + self.pos_embed.val();
+        let mut x = self.embed(images);
         for block in &self.blocks {
             x = block.forward(x);
         }
-        let x = self.norm.forward(x);
-        x.narrow(1, 0, 1).flatten::<2>(1, 2)
+        self.features_of_tokens(x)
     }
 
     fn forward_head(&self, features: Tensor<2>) -> Tensor<2> {
@@ -294,15 +431,13 @@ impl ImageClassifier for Vit {
     }
 
     fn macs(&self, [_, height, width]: [usize; 3]) -> u64 {
-        let config = self.config();
         let p = self.patch_size;
-        let [gh, gw] = config.grid(height, width);
+        let [gh, gw] = self.config().grid(height, width);
         let patches = gh * gw;
-        let n = patches + 1;
         let d = self.dim;
         let embed = linear_macs(self.in_channels * p * p, d, patches);
-        let per_block = Block::macs(&config, n);
-        embed + per_block * self.blocks.len() as u64 + linear_macs(d, self.num_classes(), 1)
+        let blocks: u64 = self.blocks.iter().map(|b| b.macs(patches + 1)).sum();
+        embed + blocks + linear_macs(d, self.num_classes(), 1)
     }
 }
 
@@ -311,83 +446,20 @@ mod tests {
     use super::*;
     use burn::tensor::Distribution;
 
-    fn values<const D: usize>(t: Tensor<D>) -> Vec<f32> {
-        t.into_data()
-            .convert::<f32>()
-            .try_to_vec::<f32>()
-            .expect("f32")
-    }
-
-    /// `x·W + b` for a row-major `[rows, in]` input and burn's `[in, out]` weight.
-    fn linear_naive(x: &[f32], rows: usize, layer: &Linear) -> Vec<f32> {
-        let [inputs, outputs] = layer.weight.dims();
-        let w = values(layer.weight.val());
-        let b = layer.bias.as_ref().map(|b| values(b.val()));
-        let mut out = vec![0.0f32; rows * outputs];
-        for r in 0..rows {
-            for o in 0..outputs {
-                let mut acc = b.as_ref().map_or(0.0, |b| b[o]);
-                for i in 0..inputs {
-                    acc += x[r * inputs + i] * w[i * outputs + o];
-                }
-                out[r * outputs + o] = acc;
-            }
-        }
-        out
-    }
-
-    /// Multi-head self-attention with explicit loops and softmax: the reference.
-    fn attention_naive(
-        attn: &SelfAttention,
-        x: &[f32],
-        batch: usize,
-        n: usize,
-        dim: usize,
-    ) -> Vec<f32> {
-        let heads = attn.heads;
-        let hd = dim / heads;
-        let qkv = linear_naive(x, batch * n, &attn.qkv);
-        let at = |b: usize, t: usize, part: usize, h: usize, j: usize| {
-            qkv[(b * n + t) * 3 * dim + part * dim + h * hd + j]
-        };
-        let mut context = vec![0.0f32; batch * n * dim];
-        for b in 0..batch {
-            for h in 0..heads {
-                for i in 0..n {
-                    let scores: Vec<f32> = (0..n)
-                        .map(|k| {
-                            (0..hd)
-                                .map(|j| at(b, i, 0, h, j) * at(b, k, 1, h, j))
-                                .sum::<f32>()
-                                / (hd as f32).sqrt()
-                        })
-                        .collect();
-                    let max = scores.iter().cloned().fold(f32::MIN, f32::max);
-                    let exp: Vec<f32> = scores.iter().map(|s| (s - max).exp()).collect();
-                    let total: f32 = exp.iter().sum();
-                    for j in 0..hd {
-                        context[(b * n + i) * dim + h * hd + j] =
-                            (0..n).map(|k| exp[k] / total * at(b, k, 2, h, j)).sum();
-                    }
-                }
-            }
-        }
-        linear_naive(&context, batch * n, &attn.proj)
-    }
-
     #[test]
-    fn multi_head_attention_matches_the_naive_reference() {
+    fn forward_with_attention_gives_the_forward_logits() {
         let device = Device::flex();
-        let (batch, n, dim) = (2, 5, 12);
-        for heads in [1, 3, 4] {
-            let attn = SelfAttention::new(dim, heads, &device);
-            let x = Tensor::<3>::random([batch, n, dim], Distribution::Normal(0.0, 1.0), &device);
-            let expected = attention_naive(&attn, &values(x.clone()), batch, n, dim);
-            let actual = values(attn.forward(x));
-            for (a, e) in actual.iter().zip(&expected) {
-                assert!((a - e).abs() < 1e-4, "{heads} heads: {a} vs {e}");
-            }
-        }
+        let spec = ModelSpec::new("vit-tiny", [1, 28, 28], 10);
+        let vit = Vit::new(&spec, VitConfig::TINY, &device).expect("vit");
+        let images = Tensor::<4>::random([2, 1, 28, 28], Distribution::Default, &device);
+        let maps = vit.forward_with_attention(images.clone());
+        maps.logits.into_data().assert_approx_eq::<f32>(
+            &vit.forward(images).into_data(),
+            burn::tensor::Tolerance::absolute(1e-5),
+        );
+        assert_eq!(maps.layers.len(), 4);
+        assert_eq!(maps.layers[0].dims(), [2, 4, 50, 50]);
+        assert_eq!((maps.prefix_tokens, maps.grid), (1, [7, 7]));
     }
 
     #[test]

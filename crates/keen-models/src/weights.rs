@@ -24,6 +24,10 @@ pub const SPEC_KEY: &str = "keen.model_spec";
 /// Present only for graph models; others are rebuilt from the registry.
 pub const GRAPH_KEY: &str = "keen.graph";
 
+/// Metadata key of a pruned ViT's or DeiT's block shapes (JSON list of
+/// [`BlockShape`](crate::vit::BlockShape)); absent when every block has the registry's shape.
+pub const BLOCKS_KEY: &str = "keen.transformer_blocks";
+
 /// What a graph model's file stores besides its tensors.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct GraphFile {
@@ -97,6 +101,10 @@ pub fn to_bytes(
         };
         let json = serde_json::to_string(&file).map_err(|e| e.to_string())?;
         store = store.metadata(GRAPH_KEY, json);
+    }
+    if let Some(shapes) = model.pruned_block_shapes() {
+        let json = serde_json::to_string(&shapes).map_err(|e| e.to_string())?;
+        store = store.metadata(BLOCKS_KEY, json);
     }
     for (key, value) in metadata {
         store = store.metadata(key.clone(), value.clone());
@@ -204,6 +212,20 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedModel, ModelError> {
             KeenModel::Graph(graph)
         }
         None => build_model(&spec, device)?,
+    };
+    let model = match metadata.remove(BLOCKS_KEY) {
+        Some(json) => {
+            let shapes: Vec<crate::vit::BlockShape> = serde_json::from_str(&json).map_err(|e| {
+                bad(
+                    path,
+                    format!("'{BLOCKS_KEY}' is not a list of block shapes: {e}"),
+                )
+            })?;
+            model
+                .with_block_shapes(&shapes, device)
+                .map_err(|e| bad(path, e.to_string()))?
+        }
+        None => model,
     };
     let model = load_into(model, path, bytes)?;
     Ok(LoadedModel {

@@ -1,7 +1,8 @@
 //! keen-robust: models that know when they are wrong.
 //!
 //! Owns: the corruption benchmark (mCE), out-of-distribution scores and metrics, calibration
-//! metrics and temperature scaling, adversarial attacks, and the report card.
+//! metrics and temperature scaling, adversarial attacks, explanations (attention rollout,
+//! Grad-CAM), and the report card.
 //! Must not touch: dataset formats (keen-data), architectures (keen-models), the CLI.
 //!
 //! This part is free of burn: every metric takes plain slices — row-major `[n, classes]`
@@ -14,7 +15,8 @@
 //!   risk–coverage curves and abstention thresholds;
 //! - [`attack`]: FGSM, PGD and APGD-CE in pixel space over any model that gives input
 //!   gradients, and the gradient-masking checks;
-//! - [`charts`]: self-contained SVG charts and PNG renders for the reports.
+//! - [`charts`]: self-contained SVG charts and PNG renders for the reports;
+//! - [`explain`]: attention rollout, Grad-CAM and heat-map overlays (where a model looked).
 //!
 //! The corruptions themselves live in `keen_data::corruptions`.
 
@@ -25,6 +27,7 @@ pub mod calibration;
 pub mod charts;
 pub mod corruption_benchmark;
 pub mod error;
+pub mod explain;
 pub mod logits;
 pub mod ood;
 pub mod report;

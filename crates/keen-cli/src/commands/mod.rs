@@ -7,6 +7,7 @@ pub mod corruptions;
 pub mod datasets;
 pub mod distill;
 pub mod eval;
+pub mod explain;
 pub mod export;
 pub mod info;
 pub mod predict;

@@ -34,6 +34,7 @@ Examples:
   keen prune --from runs/student/model.safetensors --sparsity 0.8 --epochs 2 --lr 0.01 --out runs/pruned
   keen prune --from runs/teacher/model.safetensors --channels 0.5 --epochs 2 --lr 0.02 --out runs/slim
   keen prune --from runs/student/model.safetensors --pattern 2:4 --epochs 1 --lr 0.01 --out runs/sparse24
+  keen prune --from runs/vit-tiny/model.safetensors --heads 0.25 --mlp 0.25 --epochs 2 --lr 0.0005 --out runs/vit-slim
   keen prune --from runs/student/model.safetensors --sparsity 0.9 --scope layerwise \\
              --teacher runs/teacher/model.safetensors --crop-padding 0 --hflip false --out runs/pruned")]
 pub struct PruneArgs {
@@ -44,6 +45,14 @@ pub struct PruneArgs {
     /// (following residual and depthwise dependencies) instead of zeroing single weights.
     #[arg(long, value_name = "RATIO", conflicts_with = "sparsity")]
     pub channels: Option<f32>,
+    /// ViT and DeiT: remove this fraction of every block's attention heads (lowest L2 norm of
+    /// the head's q/k/v and output-projection weights first; at least one head stays).
+    #[arg(long, value_name = "RATIO", conflicts_with_all = ["channels", "sparsity", "pattern"])]
+    pub heads: Option<f32>,
+    /// ViT and DeiT: remove this fraction of every block's MLP hidden units (lowest L2 norm
+    /// of their fc1 and fc2 weights first).
+    #[arg(long, value_name = "RATIO", conflicts_with_all = ["channels", "sparsity", "pattern"])]
+    pub mlp: Option<f32>,
     /// How structured pruning ranks channels.
     #[arg(long, value_enum, default_value = "l1")]
     pub criterion: CriterionArg,
@@ -93,6 +102,22 @@ pub fn run(mut args: PruneArgs) -> Result<()> {
     let distill = args.kd.config();
     let from = args.from.clone();
     let teacher = args.teacher.clone();
+    if args.heads.is_some() || args.mlp.is_some() {
+        let (heads, mlp) = (args.heads.unwrap_or(0.0), args.mlp.unwrap_or(0.0));
+        return super::train::run_with(&args.train, "head pruning", |config, dataset, options| {
+            let (summary, report) = keen_compress::stages::prune_heads_and_finetune(
+                config,
+                dataset,
+                options,
+                &from,
+                heads,
+                mlp,
+                teacher.as_deref().map(|t| (t, &distill)),
+            )?;
+            crate::output::write_json(&options.out_dir.join("prune.json"), &report)?;
+            Ok(summary)
+        });
+    }
     if let Some(ratio) = args.channels {
         let criterion = match args.criterion {
             CriterionArg::L1 => ChannelCriterion::L1,

@@ -11,10 +11,12 @@
 //! held by the [`GraphNet`], in the order their nodes appear.
 
 mod builder;
+mod gradient;
 mod net;
 pub mod quant;
 
 pub use builder::GraphBuilder;
+pub use gradient::ClassGradient;
 pub use net::{infer_shapes, layer_slots, quant_points, GraphNet, Value};
 
 use serde::{Deserialize, Serialize};

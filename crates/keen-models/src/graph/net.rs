@@ -309,7 +309,7 @@ impl GraphNet {
 
     /// Runs nodes `nodes` on `values`, calling `visit` with each value as soon as it exists
     /// (before fake quantization). Values are dropped after their last use unless `keep_all`.
-    fn run(
+    pub(super) fn run(
         &self,
         values: &mut [Option<Value>],
         nodes: std::ops::Range<usize>,
