@@ -286,6 +286,9 @@ mod tests {
             max_train_images: None,
             mix: Default::default(),
             drop_path: 0.1,
+            steps_per_epoch: None,
+            labels_per_class: None,
+            fixmatch: None,
         };
         let dir = tempfile::tempdir().expect("tempdir");
         let options = TrainOptions {

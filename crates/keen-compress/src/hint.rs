@@ -296,6 +296,14 @@ impl TrainHooks for HintDistiller {
         (logits, soft + hint)
     }
 
+    fn before_step(&mut self, step: usize) {
+        self.inner.before_step(step);
+    }
+
+    fn epoch_metrics(&mut self) -> std::collections::BTreeMap<String, f64> {
+        self.inner.epoch_metrics()
+    }
+
     fn after_step(&mut self, model: KeenModel, step: usize, total_steps: usize) -> KeenModel {
         self.inner.after_step(model, step, total_steps)
     }
@@ -402,6 +410,8 @@ mod tests {
                 images: &images,
                 labels: labels.clone(),
                 indices: &[0, 1, 2, 3],
+                batch_offset: 0,
+                batch_len: 4,
             },
             &ce,
         );

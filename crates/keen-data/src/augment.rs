@@ -5,9 +5,13 @@
 //! the caller passes, so the loader can make each sample's augmentation a pure function
 //! of `(seed, epoch, position)`.
 
+mod cutout;
 mod rand_augment;
+mod strong;
 
+pub use cutout::{cutout, CUTOUT_FILL};
 pub use rand_augment::{apply_op, RandAugment, RandAugmentOp, MAX_MAGNITUDE};
+pub use strong::StrongAugment;
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};

@@ -147,6 +147,19 @@ pub enum DataError {
     /// A dataset specification (e.g. from `--dataset`) could not be parsed.
     #[error("bad dataset spec: {0}")]
     BadSpec(String),
+
+    /// A labelled subset asks for more images of a class than the split holds.
+    #[error("{dataset}: class '{class}' has {available} training images, fewer than the {wanted} labelled ones asked for")]
+    TooFewLabelled {
+        /// The dataset.
+        dataset: String,
+        /// The class that is short.
+        class: String,
+        /// Images of that class in the split.
+        available: usize,
+        /// Images per class asked for.
+        wanted: usize,
+    },
 }
 
 impl DataError {
@@ -172,7 +185,10 @@ impl DataError {
             | DataError::Image { path, .. }
             | DataError::NoImages { path }
             | DataError::Checksum { path, .. } => Some(path),
-            DataError::NotFound { .. } | DataError::Download { .. } | DataError::BadSpec(_) => None,
+            DataError::NotFound { .. }
+            | DataError::Download { .. }
+            | DataError::BadSpec(_)
+            | DataError::TooFewLabelled { .. } => None,
         }
     }
 }

@@ -6,9 +6,11 @@
 //! - where data lives: named datasets, their files, checksums and the search order
 //!   `--data DIR` → `KEEN_DATA` → `/usr/share/datasets` → cache → download
 //!   ([`source`]);
-//! - the in-memory dataset ([`dataset`]), validation splits ([`split`]),
-//!   augmentation including RandAugment ([`augment`]) and deterministic, prefetching
-//!   batching with normalization ([`loader`]).
+//! - the in-memory dataset ([`dataset`]), validation splits ([`split`]), labelled
+//!   subsets for semi-supervised learning ([`subset`]), augmentation including
+//!   RandAugment and FixMatch's strong view ([`augment`]) and deterministic, prefetching
+//!   batching with normalization, including FixMatch's two-view unlabelled stream
+//!   ([`loader`]).
 //!
 //! It must not touch burn, models or training: it deals in plain `u8` and `f32`
 //! buffers, so it builds fast, tests without an engine, and serves any backend.
@@ -27,6 +29,7 @@ pub mod idx;
 pub mod loader;
 pub mod source;
 pub mod split;
+pub mod subset;
 pub mod toy;
 
 pub use augment::{AugmentConfig, RandAugment};
@@ -38,3 +41,4 @@ pub use loader::{
 };
 pub use source::{DataLocator, DatasetSpec, DatasetStatus, SplitName};
 pub use split::train_val_split;
+pub use subset::{labelled_subset, LabelledSplit};

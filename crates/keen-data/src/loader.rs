@@ -9,9 +9,16 @@
 //! Throughput: a background thread builds batches (each in parallel with rayon) and
 //! keeps up to [`PREFETCH_BATCHES`] ready, so data work overlaps training.
 
+mod cycle;
 mod normalize;
+mod two_view;
 
+pub use cycle::{cycled_batches, CycledBatches};
 pub use normalize::Normalization;
+pub use two_view::{
+    two_view_batch, two_view_batches, two_view_batches_per_pass, TwoViewBatch, TwoViewConfig,
+    TwoViewStream,
+};
 
 use std::sync::mpsc::{sync_channel, Receiver};
 use std::sync::Arc;

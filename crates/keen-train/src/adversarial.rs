@@ -515,6 +515,9 @@ mod tests {
             max_train_images: None,
             mix: Default::default(),
             drop_path: 0.0,
+            steps_per_epoch: None,
+            labels_per_class: None,
+            fixmatch: None,
         }
     }
 

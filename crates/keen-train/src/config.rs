@@ -3,6 +3,7 @@
 use keen_data::augment::{AugmentConfig, RandAugment};
 use serde::{Deserialize, Serialize};
 
+use crate::fixmatch::FixMatchConfig;
 use crate::mixup::MixConfig;
 use crate::schedule::Decay;
 
@@ -71,6 +72,19 @@ pub struct TrainConfig {
     /// (0 = off; ViT and DeiT models only).
     #[serde(default)]
     pub drop_path: f64,
+    /// Optimizer steps per epoch; `None`: one pass over the labelled images (or, with
+    /// FixMatch, over the unlabelled ones). When set, the labelled images are cycled through,
+    /// pass after pass, as many times as the steps need.
+    #[serde(default)]
+    pub steps_per_epoch: Option<usize>,
+    /// Keep only this many labelled images of every class from the training split (chosen by
+    /// the seed after the validation split is held out); the rest is unlabelled data for
+    /// FixMatch, or unused.
+    #[serde(default)]
+    pub labels_per_class: Option<usize>,
+    /// FixMatch semi-supervised training on the images left out of `labels_per_class`.
+    #[serde(default)]
+    pub fixmatch: Option<FixMatchConfig>,
 }
 
 impl TrainConfig {
@@ -99,6 +113,9 @@ impl TrainConfig {
             max_train_images: None,
             mix: MixConfig::default(),
             drop_path: 0.0,
+            steps_per_epoch: None,
+            labels_per_class: None,
+            fixmatch: None,
         };
         match model {
             // Small and fast: Adam converges in a few epochs without augmentation.

@@ -4,6 +4,8 @@
 //! its masks after every optimizer step. The loop, checkpoints, logging and resume stay in
 //! [`crate::trainer`].
 
+use std::collections::BTreeMap;
+
 use burn::nn::loss::CrossEntropyLoss;
 use burn::prelude::*;
 use keen_models::{ImageClassifier, KeenModel};
@@ -28,6 +30,11 @@ pub struct ShardInputs<'a> {
     pub labels: Tensor<1, Int>,
     /// Positions of the images in the dataset.
     pub indices: &'a [usize],
+    /// Position of the shard's first image in the step's whole batch (data-parallel steps split
+    /// one batch into shards; hooks with per-step data of their own split it alike).
+    pub batch_offset: usize,
+    /// Images in the step's whole batch, over all shards.
+    pub batch_len: usize,
 }
 
 /// Changes to the training loop. Every method has the plain behaviour as its default.
@@ -64,6 +71,17 @@ pub trait TrainHooks {
             cross_entropy,
         );
         (logits, loss)
+    }
+
+    /// Called before every optimizer step with its 0-based number (the count of steps taken
+    /// before it, resumed runs included), so hooks can fetch what the step's shards read:
+    /// FixMatch takes the step's unlabelled batch here.
+    fn before_step(&mut self, _step: usize) {}
+
+    /// Figures of the epoch just finished, to log beside the loss (e.g. FixMatch's mask rate),
+    /// and a fresh start for the next epoch. Keys are log field names.
+    fn epoch_metrics(&mut self) -> BTreeMap<String, f64> {
+        BTreeMap::new()
     }
 
     /// Called after every optimizer step with the 1-based step number and the run's total.

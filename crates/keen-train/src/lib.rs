@@ -1,7 +1,7 @@
 //! keen-train: the training loop and everything a run leaves behind.
 //!
 //! Owns: optimizers (SGD with momentum, AdamW) and learning-rate schedules, losses, metrics,
-//! mixup/CutMix, evaluation, the JSON-lines log and learning curves, atomic checkpoints and exact `--resume`,
+//! mixup/CutMix, FixMatch semi-supervised training ([`fixmatch`]), evaluation, the JSON-lines log and learning curves, atomic checkpoints and exact `--resume`,
 //! the training-throughput benchmark, adversarial training ([`adversarial`]) and the bridge that
 //! lets keen-robust's attacks query a model's input gradient ([`input_gradient`]).
 //!
@@ -16,6 +16,7 @@ pub mod config;
 pub mod curves;
 pub mod error;
 pub mod evaluate;
+pub mod fixmatch;
 pub mod hooks;
 pub mod input_gradient;
 pub mod metrics;

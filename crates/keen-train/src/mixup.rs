@@ -273,6 +273,14 @@ impl TrainHooks for Mixing<'_> {
         )
     }
 
+    fn before_step(&mut self, step: usize) {
+        self.inner.before_step(step);
+    }
+
+    fn epoch_metrics(&mut self) -> std::collections::BTreeMap<String, f64> {
+        self.inner.epoch_metrics()
+    }
+
     fn after_step(&mut self, model: KeenModel, step: usize, total_steps: usize) -> KeenModel {
         self.inner.after_step(model, step, total_steps)
     }

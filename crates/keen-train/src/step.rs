@@ -87,6 +87,8 @@ pub fn train_step(
                 images: &images,
                 labels: labels.clone(),
                 indices: &batch.indices[start..start + len],
+                batch_offset: start,
+                batch_len: total,
             },
             &devices.losses[shard],
         );

@@ -13,8 +13,9 @@ use burn::store::ModuleRecord;
 use burn::tensor::Bytes;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use keen_data::dataset::ImageDataset;
-use keen_data::loader::{epoch_batches, num_batches, LoaderConfig, Normalization};
+use keen_data::loader::{cycled_batches, num_batches, LoaderConfig, Normalization};
 use keen_data::split::train_val_split;
+use keen_data::subset::labelled_subset;
 use keen_models::weights::{self, write_atomic};
 use keen_models::{build_model, KeenModel, ModelSpec};
 use serde::{Deserialize, Serialize};
@@ -23,6 +24,7 @@ use crate::checkpoint::{RunDir, RunState};
 use crate::config::{OptimizerKind, TrainConfig};
 use crate::curves::learning_curves_svg;
 use crate::evaluate::evaluate;
+use crate::fixmatch::FixMatch;
 use crate::hooks::{PlainTraining, TrainHooks};
 use crate::mixup::Mixing;
 use crate::schedule::LrSchedule;
@@ -76,8 +78,12 @@ pub struct EpochRecord {
     pub lr: f64,
     /// Seconds spent training (evaluation excluded).
     pub train_seconds: f64,
-    /// Training throughput.
+    /// Training throughput (labelled images).
     pub images_per_sec: f64,
+    /// The hooks' own figures (FixMatch: `mask_rate`, `pseudo_label_accuracy`, ...), logged as
+    /// fields of the same JSON line.
+    #[serde(flatten)]
+    pub extra: BTreeMap<String, f64>,
 }
 
 /// What a finished (or stopped) run reports.
@@ -138,6 +144,29 @@ fn validate_config(config: &TrainConfig, dataset: &ImageDataset) -> Result<(), T
         )));
     }
     config.mix.validate().map_err(TrainError::BadConfig)?;
+    if config.steps_per_epoch == Some(0) {
+        return Err(TrainError::BadConfig(
+            "steps per epoch must be at least 1".into(),
+        ));
+    }
+    if config.labels_per_class == Some(0) {
+        return Err(TrainError::BadConfig(
+            "labels per class must be at least 1".into(),
+        ));
+    }
+    if let Some(fixmatch) = &config.fixmatch {
+        fixmatch.validate()?;
+        if config.labels_per_class.is_none() {
+            return Err(TrainError::BadConfig(
+                "FixMatch needs a labelled subset (--labels-per-class); the rest of the training split is its unlabelled data".into(),
+            ));
+        }
+        if config.mix.is_active() {
+            return Err(TrainError::BadConfig(
+                "FixMatch cannot be combined with mixup or CutMix".into(),
+            ));
+        }
+    }
     if dataset.is_empty() {
         return Err(TrainError::BadConfig(format!(
             "dataset '{}' has no images",
@@ -229,6 +258,12 @@ pub fn train_with(
     if let Some(limit) = config.max_train_images {
         train_idx.truncate(limit);
     }
+    let mut unlabelled_idx = Vec::new();
+    if let Some(per_class) = config.labels_per_class {
+        let split = labelled_subset(dataset, &train_idx, per_class, config.seed)?;
+        train_idx = split.labelled;
+        unlabelled_idx = split.unlabelled;
+    }
     let normalization = Normalization::fit(dataset);
     // One copy shared with the loader threads for the whole run, rather than one per epoch.
     let shared = std::sync::Arc::new(dataset.clone());
@@ -245,6 +280,29 @@ pub fn train_with(
     let mut model = model
         .with_drop_path(config.drop_path)
         .map_err(|e| TrainError::BadConfig(e.to_string()))?;
+    let loader = LoaderConfig {
+        batch_size: config.batch_size,
+        shuffle: true,
+        drop_last: true,
+        seed: config.seed,
+        augment: config.augment.clone(),
+        normalization: normalization.clone(),
+    };
+    // FixMatch wraps whatever hooks the run has: their loss applies to the labelled images.
+    let mut fixmatch;
+    let hooks: &mut dyn TrainHooks = match config.fixmatch {
+        Some(fixmatch_config) => {
+            fixmatch = FixMatch::new(
+                fixmatch_config,
+                shared.clone(),
+                unlabelled_idx.clone(),
+                &loader,
+                hooks,
+            )?;
+            &mut fixmatch
+        }
+        None => hooks,
+    };
     // Mixup/CutMix wrap whatever hooks the run has, mixing each batch before their loss.
     let mut mixing;
     let hooks: &mut dyn TrainHooks = if config.mix.is_active() {
@@ -279,15 +337,23 @@ pub fn train_with(
         history = state.history;
     }
 
-    let loader = LoaderConfig {
-        batch_size: config.batch_size,
-        shuffle: true,
-        drop_last: true,
-        seed: config.seed,
-        augment: config.augment.clone(),
-        normalization: normalization.clone(),
+    let batches_per_pass = num_batches(train_idx.len(), &loader);
+    if batches_per_pass == 0 {
+        return Err(TrainError::BadConfig(format!(
+            "the training split has {} images, fewer than one batch of {}",
+            train_idx.len(),
+            config.batch_size
+        )));
+    }
+    let steps_per_epoch = match (config.steps_per_epoch, &config.fixmatch) {
+        (Some(steps), _) => steps,
+        // A FixMatch epoch is one pass over the unlabelled images (at μ·B per step), the
+        // labelled ones cycling many times meanwhile.
+        (None, Some(fixmatch)) => fixmatch
+            .steps_per_pass(unlabelled_idx.len(), config.batch_size)
+            .max(1),
+        (None, None) => batches_per_pass,
     };
-    let steps_per_epoch = num_batches(train_idx.len(), &loader).max(1);
     let schedule = LrSchedule {
         peak_lr: config.lr,
         warmup_steps: (config.warmup_epochs * steps_per_epoch as f64).round() as usize,
@@ -308,9 +374,11 @@ pub fn train_with(
         let started = Instant::now();
         let (mut loss_sum, mut correct, mut seen) = (0.0f64, 0i64, 0usize);
         let mut lr = schedule.lr_at(global_step);
-        for batch in epoch_batches(&shared, &train_idx, &loader, epoch) {
+        let first_batch = epoch * steps_per_epoch;
+        for batch in cycled_batches(&shared, &train_idx, &loader, first_batch, steps_per_epoch) {
             let batch_len = batch.labels.len();
             lr = schedule.lr_at(global_step);
+            hooks.before_step(global_step);
             let (updated, outcome) =
                 train_step(model, &mut optimizer, batch, &step_devices, lr, &*hooks);
             global_step += 1;
@@ -351,6 +419,7 @@ pub fn train_with(
             lr,
             train_seconds,
             images_per_sec: seen as f64 / train_seconds.max(1e-9),
+            extra: hooks.epoch_metrics(),
         };
         eprintln!("{}", describe(&record, config.epochs));
         history.push(record);
@@ -432,8 +501,18 @@ fn describe(record: &EpochRecord, epochs: usize) -> String {
         (Some(loss), Some(acc)) => format!(" | val loss {loss:.4} acc {:.2}%", 100.0 * acc),
         _ => String::new(),
     };
+    let extra: String = record
+        .extra
+        .iter()
+        .map(|(name, value)| format!(" {name} {value:.4}"))
+        .collect();
+    let extra = if extra.is_empty() {
+        extra
+    } else {
+        format!(" |{extra}")
+    };
     format!(
-        "epoch {}/{epochs}: train loss {:.4} acc {:.2}%{val} | lr {:.2e} | {:.1}s, {:.0} img/s",
+        "epoch {}/{epochs}: train loss {:.4} acc {:.2}%{val}{extra} | lr {:.2e} | {:.1}s, {:.0} img/s",
         record.epoch,
         record.train_loss,
         100.0 * record.train_accuracy,

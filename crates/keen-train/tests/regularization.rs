@@ -30,6 +30,9 @@ fn vit_config() -> TrainConfig {
             ..MixConfig::default()
         },
         drop_path: 0.1,
+        steps_per_epoch: None,
+        labels_per_class: None,
+        fixmatch: None,
     }
 }
 

@@ -7,6 +7,7 @@ use clap::{Args, ValueEnum};
 use keen_data::augment::RandAugment;
 use keen_data::dataset::ImageDataset;
 use keen_data::source::SplitName;
+use keen_train::fixmatch::FixMatchConfig;
 use keen_train::schedule::Decay;
 use keen_train::{evaluate_all, OptimizerKind, TrainConfig, TrainOptions, TrainSummary};
 
@@ -34,6 +35,7 @@ Examples:
   keen train --model vit-tiny --randaugment 2,9 --label-smoothing 0.1
   keen train --model vit-tiny --mixup 0.8 --cutmix 1.0 --drop-path 0.1
   keen train --out runs/resnet20 --resume      # continue after an interruption
+  keen train --labels-per-class 100 --fixmatch --steps-per-epoch 500 --epochs 6
   keen train --dataset folder:./my-images --model resnet8 --epochs 30")]
 pub struct TrainArgs {
     /// Model from the registry (`keen info --list`).
@@ -51,9 +53,13 @@ pub struct TrainArgs {
     /// Continue the run in --out from its last finished epoch.
     #[arg(long)]
     pub resume: bool,
-    /// Passes over the training split.
+    /// Passes over the training split (or, with --steps-per-epoch, that many steps each).
     #[arg(long)]
     pub epochs: Option<usize>,
+    /// Optimizer steps per epoch, cycling through the labelled images as often as needed
+    /// [default: one pass over them; with --fixmatch one pass over the unlabelled images].
+    #[arg(long, value_name = "N")]
+    pub steps_per_epoch: Option<usize>,
     /// Images per optimizer step.
     #[arg(long)]
     pub batch_size: Option<usize>,
@@ -132,6 +138,60 @@ pub struct TrainArgs {
     /// Adversarial training (keen train only).
     #[command(flatten)]
     pub adversarial: AdversarialArgs,
+    /// Few labels: a labelled subset and FixMatch.
+    #[command(flatten)]
+    pub semi: SemiSupervisedArgs,
+}
+
+/// Options of training from few labels.
+#[derive(Args, Debug, Default)]
+#[command(next_help_heading = "Few labels and FixMatch")]
+pub struct SemiSupervisedArgs {
+    /// Keep only N labelled training images per class (stratified, chosen by --seed after the
+    /// validation split is held out); alone, this is the supervised baseline.
+    #[arg(long, value_name = "N")]
+    pub labels_per_class: Option<usize>,
+    /// FixMatch (Sohn et al. 2020): the rest of the training split becomes unlabelled data,
+    /// pseudo-labelled from weak views and learnt from strong views (RandAugment + Cutout).
+    /// Needs --labels-per-class.
+    #[arg(long)]
+    pub fixmatch: bool,
+    /// Unlabelled images per labelled image in a step (μ) [default: 7].
+    #[arg(long, value_name = "MU")]
+    pub fixmatch_mu: Option<usize>,
+    /// Confidence a pseudo-label needs (τ) [default: 0.95].
+    #[arg(long, value_name = "TAU")]
+    pub fixmatch_threshold: Option<f32>,
+    /// Weight of the unlabelled loss (λ_u) [default: 1].
+    #[arg(long, value_name = "LAMBDA")]
+    pub fixmatch_lambda: Option<f32>,
+}
+
+impl SemiSupervisedArgs {
+    /// FixMatch's settings, when it is on.
+    fn fixmatch_config(&self) -> Result<Option<FixMatchConfig>> {
+        let tuned = self.fixmatch_mu.is_some()
+            || self.fixmatch_threshold.is_some()
+            || self.fixmatch_lambda.is_some();
+        if !self.fixmatch {
+            anyhow::ensure!(
+                !tuned,
+                "--fixmatch-mu, --fixmatch-threshold and --fixmatch-lambda need --fixmatch"
+            );
+            return Ok(None);
+        }
+        anyhow::ensure!(
+            self.labels_per_class.is_some(),
+            "--fixmatch needs --labels-per-class N (e.g. 100): the labelled subset; the rest of the training split is its unlabelled data"
+        );
+        let defaults = FixMatchConfig::default();
+        Ok(Some(FixMatchConfig {
+            mu: self.fixmatch_mu.unwrap_or(defaults.mu),
+            threshold: self.fixmatch_threshold.unwrap_or(defaults.threshold),
+            lambda_u: self.fixmatch_lambda.unwrap_or(defaults.lambda_u),
+            ..defaults
+        }))
+    }
 }
 
 /// Options of adversarial training.
@@ -246,6 +306,20 @@ fn resolve_config(args: &TrainArgs) -> Result<TrainConfig> {
     if let Some(v) = args.drop_path {
         config.drop_path = v;
     }
+    config.steps_per_epoch = args.steps_per_epoch;
+    config.labels_per_class = args.semi.labels_per_class;
+    config.fixmatch = args.semi.fixmatch_config()?;
+    let augmentation_set = args.crop_padding.is_some() || args.hflip.is_some();
+    if config.fixmatch.is_some() && config.augment.is_identity() && !augmentation_set {
+        // FixMatch's weak view is the labelled augmentation; without one the pseudo-labels come
+        // from the very images the strong view distorts, and the paper's recipe is crop + flip.
+        config.augment.random_crop_padding = 2;
+        config.augment.horizontal_flip = true;
+        eprintln!(
+            "note: {} has no augmentation preset; FixMatch's weak view (and the labelled images) get --crop-padding 2 --hflip true",
+            args.model
+        );
+    }
     if let Some(schedule) = args.schedule {
         config.decay = match schedule {
             ScheduleArg::Cosine => Decay::Cosine { min_factor: 0.0 },
@@ -285,6 +359,11 @@ pub fn run_with(
     anyhow::ensure!(
         args.adversarial.adversarial.is_none() || (args.mixup.is_none() && args.cutmix.is_none()),
         "--mixup/--cutmix cannot be combined with --adversarial"
+    );
+    anyhow::ensure!(
+        args.adversarial.adversarial.is_none()
+            || (args.semi.labels_per_class.is_none() && args.steps_per_epoch.is_none()),
+        "--labels-per-class, --fixmatch and --steps-per-epoch cannot be combined with --adversarial yet"
     );
     let config = resolve_config(args)?;
     let (device, extra_devices) = parse_devices(&args.device)?;

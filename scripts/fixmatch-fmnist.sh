@@ -1,0 +1,103 @@
+#!/usr/bin/env bash
+# FixMatch on Fashion-MNIST with 100 labels per class (issue 6; docs/RESULTS.md, "FixMatch
+# (issue 6)").
+#
+# Trains the same model twice on the same 1,000 labelled images (100 per class, chosen by the
+# seed after the validation split is held out) with the same steps, schedule and weak
+# augmentation (crop with padding 2 + horizontal flip):
+#   supervised  cross-entropy on the 1,000 labels only (the baseline);
+#   fixmatch    plus FixMatch on the other 53,000 training images as unlabelled data
+#               (mu = 7 unlabelled images per labelled one, tau = 0.95, lambda_u = 1).
+# then evaluates both on the 10,000 test images with `keen eval --json` and prints the gap.
+#
+#   scripts/fixmatch-fmnist.sh                               # CPU (flex); slow at full size
+#   DEVICE=cuda KEEN=target/release/keen scripts/fixmatch-fmnist.sh   # a keen built with --features cuda
+#   EPOCHS=2 STEPS_PER_EPOCH=50 BATCH=32 scripts/fixmatch-fmnist.sh   # a CPU smoke run
+#
+# Settings (environment): DEVICE (flex | cuda | wgpu, passed to --device), KEEN (a prebuilt keen;
+# else it is built here, with --features cuda/wgpu when DEVICE asks for them), OUT (run folder,
+# default runs/fixmatch-fmnist), MODEL (cnn-small), SEEDS ("1"; several give one pair each),
+# LABELS (per class, 100), BATCH (labelled batch B, 64), MU (7), THRESHOLD (0.95), LAMBDA (1),
+# EPOCHS (6) and STEPS_PER_EPOCH (250): 1,500 steps, sized for ~3 minutes of FixMatch on one
+# H200 (a step is 64 labelled + 448 strong images forward and backward and 448 weak images
+# forward). DATA (a folder with the Fashion-MNIST files; else keen's search order).
+#
+# A rerun skips finished trainings and resumes unfinished ones.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+DEVICE=${DEVICE:-flex}
+OUT=${OUT:-runs/fixmatch-fmnist}
+MODEL=${MODEL:-cnn-small}
+SEEDS=${SEEDS:-1}
+LABELS=${LABELS:-100}
+BATCH=${BATCH:-64}
+MU=${MU:-7}
+THRESHOLD=${THRESHOLD:-0.95}
+LAMBDA=${LAMBDA:-1}
+EPOCHS=${EPOCHS:-6}
+STEPS_PER_EPOCH=${STEPS_PER_EPOCH:-250}
+DATA_ARGS=()
+[[ -n "${DATA:-}" ]] && DATA_ARGS=(--data "$DATA")
+
+if [[ -z "${KEEN:-}" ]]; then
+    features=()
+    case "$DEVICE" in
+    cuda*) features=(--features cuda) ;;
+    wgpu*) features=(--features wgpu) ;;
+    esac
+    cargo build --release -p keen-cli "${features[@]}"
+    KEEN="$KEEN_BIN"
+fi
+mkdir -p "$OUT"
+echo "keen: $KEEN; device: $DEVICE; $MODEL, $LABELS labels/class, B=$BATCH, mu=$MU, tau=$THRESHOLD, lambda=$LAMBDA, $EPOCHS x $STEPS_PER_EPOCH steps, seeds: $SEEDS"
+
+COMMON=(--model "$MODEL" --dataset fashion-mnist "${DATA_ARGS[@]}" --device "$DEVICE" --no-progress
+    --labels-per-class "$LABELS" --batch-size "$BATCH" --epochs "$EPOCHS"
+    --steps-per-epoch "$STEPS_PER_EPOCH" --crop-padding 2 --hflip true)
+
+train() { # name, seed, then extra keen train options
+    local name=$1 seed=$2
+    shift 2
+    local dir="$OUT/$name-seed$seed"
+    if [[ -f "$dir/model.safetensors" ]]; then
+        echo "== $name (seed $seed): already trained ($dir)"
+        return
+    fi
+    local resume=()
+    [[ -f "$dir/state.json" ]] && resume=(--resume)
+    echo "== training $name (seed $seed)"
+    local start=$SECONDS
+    "$KEEN" train "${COMMON[@]}" --seed "$seed" --out "$dir" "${resume[@]}" "$@"
+    echo "$name (seed $seed): training took $((SECONDS - start)) s" | tee "$dir/train-seconds.txt"
+}
+
+accuracy() { # eval.json -> accuracy in percent
+    sed -n 's/.*"accuracy": *\([0-9.eE+-]*\).*/\1/p' "$1" | head -1 | awk '{printf "%.2f", 100 * $1}'
+}
+
+total_start=$SECONDS
+for seed in $SEEDS; do
+    train supervised "$seed"
+    train fixmatch "$seed" --fixmatch --fixmatch-mu "$MU" --fixmatch-threshold "$THRESHOLD" \
+        --fixmatch-lambda "$LAMBDA"
+    for name in supervised fixmatch; do
+        dir="$OUT/$name-seed$seed"
+        start=$SECONDS
+        "$KEEN" eval "$dir/model.safetensors" "${DATA_ARGS[@]}" --device "$DEVICE" --json \
+            --output "$dir/test-eval.json" >/dev/null
+        echo "$name (seed $seed): test accuracy $(accuracy "$dir/test-eval.json")% (eval $((SECONDS - start)) s)"
+    done
+    tail -n 1 "$OUT/fixmatch-seed$seed/log.jsonl" | tr ',' '\n' | grep -E 'mask_rate|pseudo_label' || true
+done
+
+echo
+echo "| seed | supervised (1,000 labels) | FixMatch | gap (points) |"
+echo "|---|---|---|---|"
+for seed in $SEEDS; do
+    sup=$(accuracy "$OUT/supervised-seed$seed/test-eval.json")
+    fm=$(accuracy "$OUT/fixmatch-seed$seed/test-eval.json")
+    echo "| $seed | $sup% | $fm% | $(awk -v a="$fm" -v b="$sup" 'BEGIN { printf "%+.2f", a - b }') |"
+done | tee "$OUT/summary.md"
+echo "total: $((SECONDS - total_start)) s"
