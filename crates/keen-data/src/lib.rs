@@ -8,7 +8,9 @@
 //!   ([`source`]);
 //! - the in-memory dataset ([`dataset`]), validation splits ([`split`]),
 //!   augmentation including RandAugment ([`augment`]) and deterministic, prefetching
-//!   batching with normalization ([`loader`]).
+//!   batching with normalization ([`loader`]);
+//! - synthetic sets made in memory: a tiny learnable one ([`toy`]) and pure-noise images for
+//!   OOD benchmarks ([`noise_images`]).
 //!
 //! It must not touch burn, models or training: it deals in plain `u8` and `f32`
 //! buffers, so it builds fast, tests without an engine, and serves any backend.
@@ -25,6 +27,7 @@ pub mod folder;
 mod gzip;
 pub mod idx;
 pub mod loader;
+pub mod noise_images;
 pub mod source;
 pub mod split;
 pub mod toy;
