@@ -9,6 +9,8 @@ pub mod distill;
 pub mod eval;
 pub mod export;
 pub mod info;
+pub mod ood;
+pub mod ood_sets;
 pub mod predict;
 pub mod prune;
 pub mod quantize;
