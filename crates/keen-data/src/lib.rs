@@ -10,7 +10,9 @@
 //!   subsets for semi-supervised learning ([`subset`]), augmentation including
 //!   RandAugment and FixMatch's strong view ([`augment`]) and deterministic, prefetching
 //!   batching with normalization, including FixMatch's two-view unlabelled stream
-//!   ([`loader`]).
+//!   ([`loader`]);
+//! - synthetic sets made in memory: a tiny learnable one ([`toy`]) and pure-noise images for
+//!   OOD benchmarks ([`noise_images`]).
 //!
 //! It must not touch burn, models or training: it deals in plain `u8` and `f32`
 //! buffers, so it builds fast, tests without an engine, and serves any backend.
@@ -27,6 +29,7 @@ pub mod folder;
 mod gzip;
 pub mod idx;
 pub mod loader;
+pub mod noise_images;
 pub mod source;
 pub mod split;
 pub mod subset;

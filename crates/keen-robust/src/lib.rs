@@ -9,8 +9,9 @@
 //! `f32` logits, `u32` labels, `f32` scores or features — checks them, and returns a
 //! serde-serialisable result or a [`RobustError`]; nothing panics on user data.
 //! - [`corruption_benchmark`]: CE, mCE, relative CE and relative mCE against a baseline;
-//! - [`ood`]: MSP, energy, ODIN (temperature part), MaxLogit and Mahalanobis scores, and
-//!   AUROC, AUPR-In/Out and FPR at 95% TPR;
+//! - [`ood`]: MSP, energy, ODIN (temperature and input perturbation, over any model that gives
+//!   input gradients), MaxLogit and Mahalanobis scores, and AUROC, AUPR-In/Out and FPR at 95%
+//!   TPR;
 //! - [`calibration`]: ECE, MCE, NLL, Brier, reliability bins, temperature scaling,
 //!   risk–coverage curves and abstention thresholds;
 //! - [`attack`]: FGSM, PGD and APGD-CE in pixel space over any model that gives input

@@ -153,13 +153,33 @@ impl InputGradient for ModelInputGradient {
         pixels: &[f32],
         labels: &[u32],
     ) -> Result<LossGradient, RobustError> {
+        self.tempered_loss_and_gradient(pixels, labels, 1.0)
+    }
+
+    fn tempered_loss_and_gradient(
+        &self,
+        pixels: &[f32],
+        labels: &[u32],
+        temperature: f32,
+    ) -> Result<LossGradient, RobustError> {
         self.check(pixels, labels)?;
+        if !(temperature.is_finite() && temperature > 0.0) {
+            return Err(RobustError::InvalidArgument {
+                name: "temperature",
+                value: temperature.to_string(),
+                reason: "must be a finite number > 0".into(),
+            });
+        }
         let autodiff = self.device.clone().autodiff();
         let input = self
             .pixels_tensor(pixels, labels.len(), &autodiff)
             .require_grad();
         let logits = self.model.forward(self.normalise(input.clone()));
-        let loss = self.per_image_loss(logits.clone(), labels);
+        let loss = if temperature == 1.0 {
+            self.per_image_loss(logits.clone(), labels)
+        } else {
+            self.per_image_loss(logits.clone() / temperature, labels)
+        };
         // Each image's loss depends on its own pixels only (inference mode), so the gradient
         // of the sum is every image's own gradient.
         let grads = loss.clone().sum().backward();
@@ -233,6 +253,41 @@ mod tests {
                 "pixel {j}: numeric {numeric} vs analytic {analytic}"
             );
         }
+    }
+
+    #[test]
+    fn tempered_gradient_matches_the_temperature_one_gradients() {
+        // With J the logits' Jacobian, the T = 1 gradient for label c is g(c) = Jᵀ(p − e_c), so
+        // g(y) − g(c) = Jᵀ(e_c − e_y), and the gradient of CE(logits / T, y) is
+        // Jᵀ(q − e_y) / T = Σ_c q_c (g(y) − g(c)) / T with q = softmax(logits / T): an exact
+        // identity, free of the max-pool kinks that trouble finite differences.
+        let model = wrapped("cnn-small", [1, 8, 8]);
+        let pixels = images(1, 64);
+        let (y, t) = (2u32, 5.0f32);
+        let tempered = model.tempered_loss_and_gradient(&pixels, &[y], t).unwrap();
+        let g: Vec<Vec<f32>> = (0..3u32)
+            .map(|c| model.loss_and_gradient(&pixels, &[c]).unwrap().gradient)
+            .collect();
+        let logits = &tempered.logits;
+        let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+        let weights: Vec<f32> = logits.iter().map(|z| ((z - max) / t).exp()).collect();
+        let total: f32 = weights.iter().sum();
+        let q: Vec<f32> = weights.iter().map(|w| w / total).collect();
+        let expected_loss = -q[y as usize].ln();
+        assert!((tempered.loss[0] - expected_loss).abs() < 1e-5);
+        for (j, &got) in tempered.gradient.iter().enumerate() {
+            let expected: f32 = (0..3)
+                .map(|c| q[c] * (g[y as usize][j] - g[c][j]))
+                .sum::<f32>()
+                / t;
+            assert!(
+                (got - expected).abs() <= 1e-3 * expected.abs().max(got.abs()) + 1e-6,
+                "pixel {j}: {got} vs {expected}"
+            );
+        }
+        assert!(model
+            .tempered_loss_and_gradient(&pixels, &[y], 0.0)
+            .is_err());
     }
 
     #[test]

@@ -1,9 +1,11 @@
 //! keen-train: the training loop and everything a run leaves behind.
 //!
 //! Owns: optimizers (SGD with momentum, AdamW) and learning-rate schedules, losses, metrics,
-//! mixup/CutMix, FixMatch semi-supervised training ([`fixmatch`]), evaluation, the JSON-lines log and learning curves, atomic checkpoints and exact `--resume`,
-//! the training-throughput benchmark, adversarial training ([`adversarial`]) and the bridge that
-//! lets keen-robust's attacks query a model's input gradient ([`input_gradient`]).
+//! mixup/CutMix, FixMatch semi-supervised training ([`fixmatch`]), evaluation, the JSON-lines
+//! log and learning curves, atomic checkpoints and exact `--resume`, the training-throughput
+//! benchmark, adversarial training ([`adversarial`]), the bridge that lets keen-robust's attacks
+//! and ODIN query a model's input gradient ([`input_gradient`]) and the logits-plus-features pass
+//! the Mahalanobis OOD score is fitted on ([`features`]).
 //!
 //! Must not touch: where datasets live or how files are parsed (keen-data), architectures
 //! (keen-models), or argument parsing (keen-cli). Every function here takes datasets and models
@@ -16,6 +18,7 @@ pub mod config;
 pub mod curves;
 pub mod error;
 pub mod evaluate;
+pub mod features;
 pub mod fixmatch;
 pub mod hooks;
 pub mod input_gradient;

@@ -10,6 +10,8 @@ pub mod eval;
 pub mod explain;
 pub mod export;
 pub mod info;
+pub mod ood;
+pub mod ood_sets;
 pub mod predict;
 pub mod prune;
 pub mod quantize;

@@ -9,7 +9,6 @@ use keen_robust::calibration::{
     apply_temperature, calibration_report, choose_threshold, confidence_and_correctness,
     fit_temperature, DEFAULT_BINS,
 };
-use keen_robust::ood::{energy_scores, max_logit_scores, msp_scores, ood_metrics};
 use serde::Serialize;
 
 use super::{load_model, load_split};
@@ -21,8 +20,9 @@ pub enum RobustCommand {
     /// Calibration: ECE, MCE, NLL, Brier; temperature scaling fitted on the validation split;
     /// reliability diagrams; an abstain threshold for a target risk.
     Calibrate(CalibrateArgs),
-    /// Out-of-distribution detection: MSP, energy and max-logit scores against another dataset.
-    Ood(OodArgs),
+    /// Out-of-distribution detection: MSP, energy, max-logit, ODIN and Mahalanobis scores
+    /// against another dataset, corrupted test images and noise.
+    Ood(super::ood::OodArgs),
     /// Adversarial attacks (FGSM, PGD, APGD-CE): accuracy at each ε, gradient-masking checks.
     Attack(super::attack::AttackArgs),
     /// Common corruptions (15 types × 5 severities): accuracy, mCE against a baseline model,
@@ -50,35 +50,11 @@ pub struct CalibrateArgs {
     pub data: Option<PathBuf>,
 }
 
-/// Options of `keen robust ood`.
-#[derive(Args, Debug)]
-#[command(after_help = "\
-Examples:
-  keen robust ood runs/cnn-small/model.safetensors               # Fashion-MNIST vs MNIST
-  keen robust ood runs/cnn-small/model.safetensors --ood-data ./mnist-files
-  keen robust ood runs/cnn-small/model.safetensors --ood folder:./other-images")]
-pub struct OodArgs {
-    /// The model file.
-    pub model: PathBuf,
-    /// The out-of-distribution dataset (test split).
-    #[arg(long, default_value = "mnist")]
-    pub ood: String,
-    /// Folder holding the out-of-distribution dataset's files.
-    #[arg(long, value_name = "DIR")]
-    pub ood_data: Option<PathBuf>,
-    /// Write the figures as JSON here.
-    #[arg(long, value_name = "FILE")]
-    pub output: Option<PathBuf>,
-    /// Folder holding the in-distribution dataset's files.
-    #[arg(long, value_name = "DIR")]
-    pub data: Option<PathBuf>,
-}
-
 /// Runs `keen robust ...`.
 pub fn run(command: RobustCommand) -> Result<()> {
     match command {
         RobustCommand::Calibrate(args) => calibrate(args),
-        RobustCommand::Ood(args) => ood(args),
+        RobustCommand::Ood(args) => super::ood::run(args),
         RobustCommand::Attack(args) => super::attack::run(args),
         RobustCommand::Corruptions(args) => super::corruptions::run(args),
     }
@@ -233,56 +209,5 @@ fn calibrate(args: CalibrateArgs) -> Result<()> {
         ),
     }
     println!("written: {}", out.display());
-    Ok(())
-}
-
-/// A score function over row-major logits (higher = more in-distribution).
-type ScoreFn<'a> = dyn Fn(&[f32]) -> Result<Vec<f32>, keen_robust::RobustError> + 'a;
-
-#[derive(Serialize)]
-struct OodSummary {
-    in_distribution: String,
-    out_of_distribution: String,
-    msp: keen_robust::OodMetrics,
-    energy: keen_robust::OodMetrics,
-    max_logit: keen_robust::OodMetrics,
-}
-
-fn ood(args: OodArgs) -> Result<()> {
-    let (dataset, _, _) = dataset_of(&args.model)?;
-    let inside = load_split(&dataset, args.data.as_deref(), SplitName::Test)?;
-    let outside = load_split(&args.ood, args.ood_data.as_deref(), SplitName::Test)?;
-    let a = score(&args.model, &inside, None)?;
-    let b = score(&args.model, &outside, None)?;
-    let metrics = |f: &ScoreFn<'_>| -> Result<keen_robust::OodMetrics> {
-        Ok(ood_metrics(&f(&a.logits)?, &f(&b.logits)?)?)
-    };
-    let summary = OodSummary {
-        in_distribution: dataset.clone(),
-        out_of_distribution: args.ood.clone(),
-        msp: metrics(&|l| msp_scores(l, a.classes))?,
-        energy: metrics(&|l| energy_scores(l, a.classes, 1.0))?,
-        max_logit: metrics(&|l| max_logit_scores(l, a.classes))?,
-    };
-    println!(
-        "{dataset} (in) vs {} (out), {} + {} images",
-        args.ood,
-        a.labels.len(),
-        b.labels.len()
-    );
-    println!("score       AUROC    AUPR-in  AUPR-out FPR@95TPR");
-    for (name, m) in [
-        ("MSP", &summary.msp),
-        ("energy", &summary.energy),
-        ("max logit", &summary.max_logit),
-    ] {
-        println!(
-            "{name:<10}  {:.4}   {:.4}   {:.4}   {:.4}",
-            m.auroc, m.aupr_in, m.aupr_out, m.fpr_at_95_tpr
-        );
-    }
-    if let Some(path) = &args.output {
-        write_json(path, &summary)?;
-    }
     Ok(())
 }

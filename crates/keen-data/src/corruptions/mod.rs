@@ -32,7 +32,7 @@ pub mod digital;
 mod float_image;
 mod kernels;
 pub mod noise;
-mod random;
+pub(crate) mod random;
 mod textures;
 pub mod weather;
 

@@ -69,6 +69,28 @@ pub trait InputGradient {
         labels: &[u32],
     ) -> Result<LossGradient, RobustError>;
 
+    /// Like [`InputGradient::loss_and_gradient`] for the cross-entropy of `logits / temperature`
+    /// (ODIN's input pre-processing differentiates a softmax at a high temperature, and its
+    /// direction is not the temperature-1 gradient's). The returned logits are the model's own,
+    /// untempered. By default only `temperature = 1` is available; models that can scale their
+    /// logits inside the differentiated function override it.
+    fn tempered_loss_and_gradient(
+        &self,
+        pixels: &[f32],
+        labels: &[u32],
+        temperature: f32,
+    ) -> Result<LossGradient, RobustError> {
+        if temperature == 1.0 {
+            self.loss_and_gradient(pixels, labels)
+        } else {
+            Err(RobustError::InvalidArgument {
+                name: "temperature",
+                value: temperature.to_string(),
+                reason: "this model gives input gradients at temperature 1 only".into(),
+            })
+        }
+    }
+
     /// Per-image cross-entropy and logits without the gradient; by default it computes the
     /// gradient and drops it (models with a cheaper forward pass override it).
     fn loss_and_logits(

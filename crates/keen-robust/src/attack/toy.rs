@@ -39,9 +39,16 @@ impl LinearModel {
         Ok(())
     }
 
-    /// Loss, logits and gradient of the images `inputs` (already transformed), with the
-    /// gradient multiplied by `gradient_scale` (0 for a masked model).
-    fn evaluate(&self, inputs: &[f32], labels: &[u32], gradient_scale: f32) -> LossGradient {
+    /// Loss, logits and gradient of the images `inputs` (already transformed), for the
+    /// cross-entropy of `logits / temperature`, with the gradient multiplied by
+    /// `gradient_scale` (0 for a masked model).
+    fn evaluate(
+        &self,
+        inputs: &[f32],
+        labels: &[u32],
+        temperature: f32,
+        gradient_scale: f32,
+    ) -> LossGradient {
         let (d, k) = (self.image_len(), self.num_classes());
         let mut out = LossGradient {
             loss: Vec::with_capacity(labels.len()),
@@ -50,14 +57,17 @@ impl LinearModel {
         };
         for (i, (image, &label)) in inputs.chunks(d).zip(labels).enumerate() {
             let logits = self.logits(image);
-            let max = logits.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
-            let sum: f32 = logits.iter().map(|&v| (v - max).exp()).sum();
+            let scaled: Vec<f32> = logits.iter().map(|&z| z / temperature).collect();
+            let max = scaled.iter().fold(f32::NEG_INFINITY, |m, &v| m.max(v));
+            let sum: f32 = scaled.iter().map(|&v| (v - max).exp()).sum();
             let log_sum = max + sum.ln();
-            out.loss.push(log_sum - logits[label as usize]);
+            out.loss.push(log_sum - scaled[label as usize]);
             let grad = &mut out.gradient[i * d..(i + 1) * d];
-            for (c, &z) in logits.iter().enumerate() {
-                let coefficient =
-                    ((z - log_sum).exp() - f32::from(c == label as usize)) * gradient_scale;
+            // d(z / T)/dx = W / T: the chain rule's 1/T lands on every coefficient.
+            for (c, &z) in scaled.iter().enumerate() {
+                let coefficient = ((z - log_sum).exp() - f32::from(c == label as usize))
+                    * gradient_scale
+                    / temperature;
                 for (g, &w) in grad.iter_mut().zip(&self.weights[c * d..(c + 1) * d]) {
                     *g += coefficient * w;
                 }
@@ -83,7 +93,17 @@ impl InputGradient for LinearModel {
         labels: &[u32],
     ) -> Result<LossGradient, RobustError> {
         self.check(pixels, labels)?;
-        Ok(self.evaluate(pixels, labels, 1.0))
+        Ok(self.evaluate(pixels, labels, 1.0, 1.0))
+    }
+
+    fn tempered_loss_and_gradient(
+        &self,
+        pixels: &[f32],
+        labels: &[u32],
+        temperature: f32,
+    ) -> Result<LossGradient, RobustError> {
+        self.check(pixels, labels)?;
+        Ok(self.evaluate(pixels, labels, temperature, 1.0))
     }
 }
 
@@ -116,6 +136,6 @@ impl InputGradient for QuantisedInputModel {
             .iter()
             .map(|&p| (p * self.levels).round() / self.levels)
             .collect();
-        Ok(self.linear.evaluate(&quantised, labels, 0.0))
+        Ok(self.linear.evaluate(&quantised, labels, 1.0, 0.0))
     }
 }

@@ -220,6 +220,19 @@ mod tests {
     }
 
     #[test]
+    fn correlated_covariance_matches_hand_computation() {
+        // One class: (1, 1), (−1, −1), (1, 0), (−1, 0). Mean 0, Σ = [[1, ½], [½, ½]],
+        // Σ⁻¹ = [[2, −2], [−2, 4]]. Two points at the same Euclidean distance differ:
+        // (1, 1) lies along the correlation (d² = 2 − 4 + 4 = 2), (1, −1) across it
+        // (d² = 2 + 4 + 4 = 10).
+        let features = [1.0, 1.0, -1.0, -1.0, 1.0, 0.0, -1.0, 0.0];
+        let det = MahalanobisDetector::fit(&features, 2, &[0; 4], 0.0).expect("fits");
+        let s = det.score(&[1.0, 1.0, 1.0, -1.0]).expect("scores");
+        assert!((s[0] + 2.0).abs() < 1e-5, "{s:?}");
+        assert!((s[1] + 10.0).abs() < 1e-5, "{s:?}");
+    }
+
+    #[test]
     fn bad_inputs_are_errors_and_constant_features_fit_with_a_ridge() {
         assert!(MahalanobisDetector::fit(&[1.0, 2.0, 3.0], 2, &[0], 1e-3).is_err());
         assert!(MahalanobisDetector::fit(&[1.0, 2.0], 2, &[0, 1], 1e-3).is_err());

@@ -7,9 +7,11 @@
 
 pub mod mahalanobis;
 pub mod metrics;
+pub mod odin;
 
 pub use mahalanobis::MahalanobisDetector;
 pub use metrics::{auroc, average_precision, fpr_at_tpr, ood_metrics, OodMetrics};
+pub use odin::{choose_odin_epsilon, odin_image_scores, OdinConfig, OdinEpsilonChoice};
 
 use crate::error::RobustError;
 use crate::logits::{log_sum_exp, Logits};
@@ -42,8 +44,11 @@ pub fn energy_scores(
 /// temperature (the paper uses `T = 1000`).
 ///
 /// ODIN's second half perturbs each input against the gradient of this score before
-/// computing the logits; that needs gradients and lives with the burn-based code. Pass
-/// the logits of the *perturbed* inputs here (or clean logits for temperature-only ODIN).
+/// computing the logits ([`odin::odin_image_scores`] does both over any [`InputGradient`]
+/// model). Pass the logits of the *perturbed* inputs here (or clean logits for
+/// temperature-only ODIN).
+///
+/// [`InputGradient`]: crate::attack::InputGradient
 pub fn odin_scores(
     perturbed_logits: &[f32],
     classes: usize,
