@@ -1,0 +1,332 @@
+//! INT8 convolution as an implicit GEMM: the activation panels of [`super::qgemm`] are packed
+//! straight from the image, without materialising the `[C·kh·kw, oh·ow]` im2col matrix.
+//!
+//! The image (one channel group) is first copied once into a *padded, stride-phase-split*
+//! buffer: every channel becomes `sh·sw` planes of `hq × wq` bytes, plane `(py, px)` holding
+//! the padded pixels `(y·sh + py, x·sw + px)`. In it, the input that output `(oy, ox)` reads
+//! for kernel offset `(ky, kx)` sits at `offset(c, ky, kx) + oy·wq + ox`: one constant offset
+//! per GEMM depth index, whatever the stride and padding. So if the output is computed on a
+//! *wide* grid of `oh × wq` columns (the `wq - ow` extra columns per row are computed and
+//! dropped), every row of the virtual im2col matrix is a contiguous run of that buffer, and a
+//! 4-deep × 32-column block of packed activations is four 32-byte loads and an interleave.
+//!
+//! The GEMM walks column tiles (32 wide columns): it packs the tile's two activation panels
+//! into a small L1-resident buffer, runs every weight row panel over them and scatters the valid
+//! columns into the compact `[out, oh·ow]` accumulators. Packed activations are thus written
+//! and read once, while hot, instead of going through two image-sized intermediate matrices.
+//!
+//! Reading garbage is harmless by construction: the wide columns past `ow` and past the end only
+//! feed dropped outputs, and the depth padding (K rounded up to 4) multiplies zero weights.
+//! [`super::reference::qconv2d`] is the definition; `tests/kernels.rs` compares them bit for bit.
+
+use std::cell::Cell;
+
+use rayon::prelude::*;
+
+use super::qgemm::{interleave_4x16, tile, PackedA, QgemmKernel, MR, NR, QGEMM_PARALLEL_MIN_MACS};
+use super::reference::ConvGeometry;
+
+/// Columns of one tile of the GEMM (two activation panels).
+const TILE_N: usize = 2 * NR;
+
+thread_local! {
+    /// The padded, phase-split copy of the image, reused call after call.
+    static PHASES: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    /// One column tile of packed activations.
+    static TILE_B: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// Where every GEMM depth index reads in the padded, phase-split image of one channel group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImplicitIm2col {
+    channels: usize,
+    in_hw: [usize; 2],
+    out_hw: [usize; 2],
+    stride: [usize; 2],
+    /// Top and left padding.
+    pad_tl: [usize; 2],
+    /// Rows and columns of one phase plane.
+    hq: usize,
+    wq: usize,
+    /// GEMM depth, `channels · kh · kw`.
+    depth: usize,
+    /// Offset of each depth index's run, the depth rounded up to 4 (padding entries read 0).
+    offsets: Vec<usize>,
+    /// Buffer length: every tile's reads stay inside.
+    len: usize,
+}
+
+impl ImplicitIm2col {
+    /// The layout for `channels` input channels of geometry `g` (one group of it); `None` when
+    /// the kernel does not fit the padded input or a stride is zero.
+    pub fn new(g: &ConvGeometry, channels: usize) -> Option<Self> {
+        let [oh, ow] = g.out_hw()?;
+        let [h, w] = g.in_hw;
+        let [kh, kw] = g.kernel;
+        let [sh, sw] = g.stride;
+        let hp = h + g.padding[0] + g.padding[2];
+        let wp = w + g.padding[1] + g.padding[3];
+        let (hq, wq) = (hp.div_ceil(sh), wp.div_ceil(sw));
+        let plane = hq * wq;
+        let depth = channels * kh * kw;
+        let mut offsets = Vec::with_capacity(depth.div_ceil(4) * 4);
+        for c in 0..channels {
+            for ky in 0..kh {
+                for kx in 0..kw {
+                    let phase = (c * sh + ky % sh) * sw + kx % sw;
+                    offsets.push(phase * plane + (ky / sh) * wq + kx / sw);
+                }
+            }
+        }
+        offsets.resize(depth.div_ceil(4) * 4, 0);
+        let data = channels * sh * sw * plane;
+        let wide = oh * wq;
+        let reach = offsets.iter().max().copied().unwrap_or(0) + wide.div_ceil(TILE_N) * TILE_N;
+        Some(Self {
+            channels,
+            in_hw: [h, w],
+            out_hw: [oh, ow],
+            stride: [sh, sw],
+            pad_tl: [g.padding[0], g.padding[1]],
+            hq,
+            wq,
+            depth,
+            offsets,
+            len: data.max(reach),
+        })
+    }
+
+    /// GEMM depth (`channels · kh · kw`).
+    pub fn depth(&self) -> usize {
+        self.depth
+    }
+
+    /// Columns of the wide output grid (`oh · wq`).
+    fn wide(&self) -> usize {
+        self.out_hw[0] * self.wq
+    }
+
+    /// Writes the padded, phase-split image into `buf` (at least `self.len` bytes): `input` is
+    /// `channels × h × w`, every byte XOR-ed with `flip`, padding is `pad` (already in the u8
+    /// domain). Bytes past the planes are left as they are (they only reach dropped columns).
+    fn fill(&self, input: &[u8], pad: u8, flip: u8, buf: &mut [u8]) {
+        let [h, w] = self.in_hw;
+        let [sh, sw] = self.stride;
+        let [pt, pl] = self.pad_tl;
+        let (hq, wq) = (self.hq, self.wq);
+        let planes = buf[..self.channels * sh * sw * hq * wq].chunks_exact_mut(hq * wq);
+        for (i, plane) in planes.enumerate() {
+            let (c, py, px) = (i / (sh * sw), i / sw % sh, i % sw);
+            let image = &input[c * h * w..(c + 1) * h * w];
+            // Phase columns x whose input column x·sw + px - pl lies inside the image.
+            let lo = pl.saturating_sub(px).div_ceil(sw).min(wq);
+            let hi = (pl + w).saturating_sub(px).div_ceil(sw).clamp(lo, wq);
+            for (y, row) in plane.chunks_exact_mut(wq).enumerate() {
+                let iy = (y * sh + py).wrapping_sub(pt);
+                if iy >= h || lo == hi {
+                    row.fill(pad);
+                    continue;
+                }
+                let ix0 = lo * sw + px - pl;
+                let src = &image[iy * w + ix0..(iy + 1) * w];
+                row[..lo].fill(pad);
+                if sw == 1 {
+                    for (d, &s) in row[lo..hi].iter_mut().zip(src) {
+                        *d = s ^ flip;
+                    }
+                } else {
+                    for (d, &s) in row[lo..hi].iter_mut().zip(src.iter().step_by(sw)) {
+                        *d = s ^ flip;
+                    }
+                }
+                row[hi..].fill(pad);
+            }
+        }
+    }
+
+    /// Packs column tile `t` (wide columns `32·t ..`) of the virtual im2col matrix as two
+    /// [`NR`]-column panels, `[panel][k / 4][NR][4]`, into `dst` (`2 · depth/4 · 64` bytes).
+    fn pack_tile(&self, buf: &[u8], t: usize, dst: &mut [u8]) {
+        let j0 = t * TILE_N;
+        let half = self.offsets.len() * NR;
+        let (p0, p1) = dst.split_at_mut(half);
+        for ((o, d0), d1) in self
+            .offsets
+            .chunks_exact(4)
+            .zip(p0.chunks_exact_mut(4 * NR))
+            .zip(p1.chunks_exact_mut(4 * NR))
+        {
+            let row = |q: usize| &buf[o[q] + j0..o[q] + j0 + TILE_N];
+            let rows = [row(0), row(1), row(2), row(3)];
+            interleave_4x16([rows[0], rows[1], rows[2], rows[3]], 0, d0);
+            interleave_4x16(
+                [
+                    &rows[0][NR..],
+                    &rows[1][NR..],
+                    &rows[2][NR..],
+                    &rows[3][NR..],
+                ],
+                0,
+                d1,
+            );
+        }
+    }
+
+    /// The runs of valid outputs among tile `t`'s columns: `(tile column, output index, len)`.
+    fn runs(&self, t: usize, out: &mut [(usize, usize, usize); TILE_N]) -> usize {
+        let [_, ow] = self.out_hw;
+        let (wq, end) = (self.wq, self.wide().min((t + 1) * TILE_N));
+        let (mut j, mut count) = (t * TILE_N, 0);
+        while j < end {
+            let (oy, ox) = (j / wq, j % wq);
+            if ox >= ow {
+                j = (oy + 1) * wq;
+                continue;
+            }
+            let stop = end.min(oy * wq + ow);
+            out[count] = (j - t * TILE_N, oy * ow + ox, stop - j);
+            count += 1;
+            j = stop;
+        }
+        count
+    }
+}
+
+/// `acc[m][oh·ow] = Σ_k a[m][k] · im2col(input)[k][·]` for one image's channel group, with the
+/// activation panels packed straight from `input` (`channels × h × w` bytes, XOR-ed with `flip`,
+/// padding `pad` in the u8 domain). Returns `false` (computing nothing) when the shapes
+/// disagree. Splits column tiles across threads when the product is large.
+pub fn qconv_implicit(
+    kernel: QgemmKernel,
+    layout: &ImplicitIm2col,
+    a: &PackedA,
+    input: &[u8],
+    pad: u8,
+    flip: u8,
+    acc: &mut [i32],
+) -> bool {
+    let [oh, ow] = layout.out_hw;
+    let [h, w] = layout.in_hw;
+    let (m, n) = (a.m, oh * ow);
+    if a.k != layout.depth || input.len() < layout.channels * h * w || acc.len() != m * n {
+        return false;
+    }
+    if m == 0 || n == 0 {
+        return true;
+    }
+    let mut buf = PHASES.with(Cell::take);
+    if buf.len() < layout.len {
+        buf.resize(layout.len, 0);
+    }
+    layout.fill(input, pad, flip, &mut buf);
+    let tiles = layout.wide().div_ceil(TILE_N);
+    let macs = m * tiles * TILE_N * a.k;
+    let out = Out(acc.as_mut_ptr());
+    let run = |range: std::ops::Range<usize>| {
+        let mut packed = TILE_B.with(Cell::take);
+        packed.resize(2 * layout.offsets.len() * NR, 0);
+        let mut c = [0i32; MR * TILE_N];
+        let mut runs = [(0, 0, 0); TILE_N];
+        let half = layout.offsets.len() * NR;
+        for t in range {
+            layout.pack_tile(&buf, t, &mut packed);
+            let count = layout.runs(t, &mut runs);
+            for p in 0..m.div_ceil(MR) {
+                let (b0, b1) = packed.split_at(half);
+                tile(kernel, a.groups(), a.panel(p), b0, b1, &mut c);
+                for r in 0..MR.min(m - p * MR) {
+                    let row = (p * MR + r) * n;
+                    for &(col, at, len) in &runs[..count] {
+                        // SAFETY: `at + len <= n` (a run of valid outputs) and `row < m·n`, so
+                        // the range lies inside `acc`; tasks own disjoint column tiles, hence
+                        // disjoint output columns.
+                        unsafe {
+                            std::ptr::copy_nonoverlapping(
+                                c.as_ptr().add(r * TILE_N + col),
+                                out.ptr().add(row + at),
+                                len,
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        TILE_B.with(|cell| cell.set(packed));
+    };
+    if macs >= QGEMM_PARALLEL_MIN_MACS && super::should_parallelize(macs) {
+        let chunks = (4 * rayon::current_num_threads()).min(tiles);
+        (0..chunks)
+            .into_par_iter()
+            .for_each(|i| run(i * tiles / chunks..(i + 1) * tiles / chunks));
+    } else {
+        run(0..tiles);
+    }
+    PHASES.with(|cell| cell.set(buf));
+    true
+}
+
+/// `acc`'s base pointer, shared by tasks that write disjoint columns.
+#[derive(Clone, Copy)]
+struct Out(*mut i32);
+// SAFETY: every task writes a disjoint set of elements (its own columns) of one live slice.
+unsafe impl Send for Out {}
+unsafe impl Sync for Out {}
+impl Out {
+    // A method (not the field) so that closures capture the whole `Send` wrapper.
+    fn ptr(self) -> *mut i32 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Products large enough to split column tiles across threads equal the reference, for a
+    /// stride-1 "same" and a stride-2 layer, with ragged tile edges.
+    #[test]
+    fn parallel_split_equals_reference() {
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for (c, co, hw, k, s, p) in [
+            (16, 24, 57, 3, 1, 1),
+            (12, 40, 61, 3, 2, 1),
+            (128, 9, 45, 1, 1, 0),
+        ] {
+            let g = ConvGeometry {
+                batch: 1,
+                in_channels: c,
+                in_hw: [hw, hw + 3],
+                out_channels: co,
+                kernel: [k, k],
+                stride: [s, s],
+                padding: [p, p, p, p],
+                groups: 1,
+            };
+            let [oh, ow] = g.out_hw().unwrap();
+            let layout = ImplicitIm2col::new(&g, c).unwrap();
+            assert!(co * oh * layout.wq * c * k * k >= QGEMM_PARALLEL_MIN_MACS);
+            let x: Vec<u8> = (0..c * hw * (hw + 3)).map(|_| next() as u8).collect();
+            let w: Vec<i8> = (0..co * c * k * k).map(|_| next() as i8).collect();
+            let want = super::super::reference::qconv2d(&g, &x, 3, &w);
+            let mut got = vec![0i32; co * oh * ow];
+            let packed = PackedA::pack(co, c * k * k, &w);
+            // The test thread is not a rayon worker, so with 2+ cores the split path runs.
+            assert!(qconv_implicit(
+                QgemmKernel::best(),
+                &layout,
+                &packed,
+                &x,
+                3,
+                0,
+                &mut got
+            ));
+            assert_eq!(got, want, "{c}x{hw} -> {co}, k{k} s{s}");
+        }
+    }
+}
