@@ -34,6 +34,8 @@ thread_local! {
     static PHASES: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
     /// One column tile of packed activations.
     static TILE_B: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+    /// One padded input row (strided convolutions).
+    static ROW: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
 }
 
 /// Where every GEMM depth index reads in the padded, phase-split image of one channel group.
@@ -43,6 +45,7 @@ pub struct ImplicitIm2col {
     in_hw: [usize; 2],
     out_hw: [usize; 2],
     stride: [usize; 2],
+    kernel: [usize; 2],
     /// Top and left padding.
     pad_tl: [usize; 2],
     /// Rows and columns of one phase plane.
@@ -87,6 +90,7 @@ impl ImplicitIm2col {
             in_hw: [h, w],
             out_hw: [oh, ow],
             stride: [sh, sw],
+            kernel: [kh, kw],
             pad_tl: [g.padding[0], g.padding[1]],
             hq,
             wq,
@@ -108,48 +112,70 @@ impl ImplicitIm2col {
 
     /// Writes the padded, phase-split image into `buf` (at least `self.len` bytes): `input` is
     /// `channels × h × w`, every byte XOR-ed with `flip`, padding is `pad` (already in the u8
-    /// domain). Bytes past the planes are left as they are (they only reach dropped columns).
-    fn fill(&self, input: &[u8], pad: u8, flip: u8, buf: &mut [u8]) {
+    /// domain). Phases no kernel offset reads (a 1×1 kernel with stride 2 reads one of four) are
+    /// skipped, as are the bytes past the planes: both only reach dropped columns. `row` is
+    /// scratch for one padded input row.
+    fn fill(&self, input: &[u8], pad: u8, flip: u8, buf: &mut [u8], row: &mut Vec<u8>, simd: Simd) {
         let [h, w] = self.in_hw;
         let [sh, sw] = self.stride;
         let [pt, pl] = self.pad_tl;
-        let (hq, wq) = (self.hq, self.wq);
-        let planes = buf[..self.channels * sh * sw * hq * wq].chunks_exact_mut(hq * wq);
-        for (i, plane) in planes.enumerate() {
-            let (c, py, px) = (i / (sh * sw), i / sw % sh, i % sw);
+        let (hq, wq, plane) = (self.hq, self.wq, self.hq * self.wq);
+        let [kh, kw] = self.kernel;
+        // A padded input row covering every phase's columns, readable in 64-byte blocks.
+        row.clear();
+        row.resize((wq * sw).div_ceil(64) * 64, pad);
+        for c in 0..self.channels {
             let image = &input[c * h * w..(c + 1) * h * w];
-            // Phase columns x whose input column x·sw + px - pl lies inside the image.
-            let lo = pl.saturating_sub(px).div_ceil(sw).min(wq);
-            let hi = (pl + w).saturating_sub(px).div_ceil(sw).clamp(lo, wq);
-            for (y, row) in plane.chunks_exact_mut(wq).enumerate() {
-                let iy = (y * sh + py).wrapping_sub(pt);
-                if iy >= h || lo == hi {
-                    row.fill(pad);
-                    continue;
-                }
-                let ix0 = lo * sw + px - pl;
-                let src = &image[iy * w + ix0..(iy + 1) * w];
-                row[..lo].fill(pad);
-                if sw == 1 {
-                    for (d, &s) in row[lo..hi].iter_mut().zip(src) {
-                        *d = s ^ flip;
+            for py in 0..sh.min(kh) {
+                let phases = (c * sh + py) * sw;
+                for y in 0..hq {
+                    let iy = (y * sh + py).wrapping_sub(pt);
+                    let at = |px: usize| (phases + px) * plane + y * wq;
+                    if iy >= h {
+                        for px in 0..sw.min(kw) {
+                            buf[at(px)..at(px) + wq].fill(pad);
+                        }
+                        continue;
                     }
-                } else {
-                    for (d, &s) in row[lo..hi].iter_mut().zip(src.iter().step_by(sw)) {
-                        *d = s ^ flip;
+                    let src = &image[iy * w..(iy + 1) * w];
+                    if sw == 1 {
+                        // wq = pl + w + pr: the phase row is the padded row itself.
+                        let dst = &mut buf[at(0)..at(0) + wq];
+                        fill_small(&mut dst[..pl], pad);
+                        copy_xor(&mut dst[pl..pl + w], src, flip, simd);
+                        fill_small(&mut dst[pl + w..], pad);
+                        continue;
                     }
+                    // Columns pl..pl + w of `row` are the image row; the rest stays `pad`.
+                    copy_xor(&mut row[pl..pl + w], src, flip, simd);
+                    split_phases(row, sw, kw, wq, |px| at(px), buf, simd);
                 }
-                row[hi..].fill(pad);
             }
         }
     }
 
     /// Packs column tile `t` (wide columns `32·t ..`) of the virtual im2col matrix as two
     /// [`NR`]-column panels, `[panel][k / 4][NR][4]`, into `dst` (`2 · depth/4 · 64` bytes).
-    fn pack_tile(&self, buf: &[u8], t: usize, dst: &mut [u8]) {
+    fn pack_tile(&self, buf: &[u8], t: usize, dst: &mut [u8], simd: Simd) {
         let j0 = t * TILE_N;
         let half = self.offsets.len() * NR;
         let (p0, p1) = dst.split_at_mut(half);
+        #[cfg(target_arch = "x86_64")]
+        if simd.avx2 && self.offsets.iter().all(|&o| o + j0 + TILE_N <= buf.len()) {
+            // SAFETY: AVX2 is present; every 32-byte read was checked to lie inside `buf`, and
+            // `p0`, `p1` hold `offsets.len() / 4` groups of 64 bytes each.
+            unsafe {
+                super::x86::pack_tile_avx2(
+                    buf.as_ptr(),
+                    &self.offsets,
+                    j0,
+                    p0.as_mut_ptr(),
+                    p1.as_mut_ptr(),
+                )
+            };
+            return;
+        }
+        let _ = simd;
         for ((o, d0), d1) in self
             .offsets
             .chunks_exact(4)
@@ -214,11 +240,14 @@ pub fn qconv_implicit(
     if m == 0 || n == 0 {
         return true;
     }
+    let simd = Simd::for_kernel(kernel);
     let mut buf = PHASES.with(Cell::take);
     if buf.len() < layout.len {
         buf.resize(layout.len, 0);
     }
-    layout.fill(input, pad, flip, &mut buf);
+    let mut row = ROW.with(Cell::take);
+    layout.fill(input, pad, flip, &mut buf, &mut row, simd);
+    ROW.with(|cell| cell.set(row));
     let tiles = layout.wide().div_ceil(TILE_N);
     let macs = m * tiles * TILE_N * a.k;
     let out = Out(acc.as_mut_ptr());
@@ -229,7 +258,7 @@ pub fn qconv_implicit(
         let mut runs = [(0, 0, 0); TILE_N];
         let half = layout.offsets.len() * NR;
         for t in range {
-            layout.pack_tile(&buf, t, &mut packed);
+            layout.pack_tile(&buf, t, &mut packed, simd);
             let count = layout.runs(t, &mut runs);
             for p in 0..m.div_ceil(MR) {
                 let (b0, b1) = packed.split_at(half);
@@ -237,16 +266,17 @@ pub fn qconv_implicit(
                 for r in 0..MR.min(m - p * MR) {
                     let row = (p * MR + r) * n;
                     for &(col, at, len) in &runs[..count] {
-                        // SAFETY: `at + len <= n` (a run of valid outputs) and `row < m·n`, so
-                        // the range lies inside `acc`; tasks own disjoint column tiles, hence
-                        // disjoint output columns.
+                        // SAFETY: `col + len <= TILE_N` and `at + len <= n` (a run of valid
+                        // outputs), `row < m·n`, so both ranges lie inside their buffers; tasks
+                        // own disjoint column tiles, hence disjoint output columns.
                         unsafe {
-                            std::ptr::copy_nonoverlapping(
+                            copy_run(
                                 c.as_ptr().add(r * TILE_N + col),
                                 out.ptr().add(row + at),
                                 len,
-                            );
-                        }
+                                simd,
+                            )
+                        };
                     }
                 }
             }
@@ -263,6 +293,106 @@ pub fn qconv_implicit(
     }
     PHASES.with(|cell| cell.set(buf));
     true
+}
+
+/// Which SIMD helpers the data movement around the tiles uses: the same ISA level as the tile
+/// (so the scalar kernel runs the portable code, and the tests cover both).
+#[derive(Debug, Clone, Copy)]
+struct Simd {
+    avx2: bool,
+    avx512: bool,
+}
+
+impl Simd {
+    fn for_kernel(kernel: QgemmKernel) -> Self {
+        #[cfg(target_arch = "x86_64")]
+        {
+            let avx512 = kernel == QgemmKernel::Avx512Vnni && super::x86::has_avx512bw();
+            let avx2 = kernel != QgemmKernel::Scalar && super::x86::has_avx2();
+            Simd { avx2, avx512 }
+        }
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = kernel;
+            Simd {
+                avx2: false,
+                avx512: false,
+            }
+        }
+    }
+}
+
+/// `dst[i] = src[i] ^ flip` over the shorter of the two.
+#[inline(always)]
+fn copy_xor(dst: &mut [u8], src: &[u8], flip: u8, simd: Simd) {
+    #[cfg(target_arch = "x86_64")]
+    if simd.avx512 {
+        // SAFETY: AVX-512 F and BW were detected (`Simd::for_kernel`).
+        unsafe { super::x86::copy_xor_bytes(dst, src, flip) };
+        return;
+    }
+    let _ = simd;
+    for (d, &v) in dst.iter_mut().zip(src) {
+        *d = v ^ flip;
+    }
+}
+
+/// Writes phase `px` of the padded row `row` (`row[x·sw + px]`, `x < wq`) at `buf[at(px)..]`
+/// for each phase a kernel column reads (`px < min(sw, kw)`).
+#[inline(always)]
+fn split_phases(
+    row: &[u8],
+    sw: usize,
+    kw: usize,
+    wq: usize,
+    at: impl Fn(usize) -> usize,
+    buf: &mut [u8],
+    simd: Simd,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if simd.avx512 && sw == 2 && kw >= 2 {
+        let (a0, a1) = (at(0), at(1));
+        debug_assert!(a0 + wq <= a1);
+        let (lo, hi) = buf.split_at_mut(a1);
+        // SAFETY: AVX-512 F and BW were detected; `row` is padded to a multiple of 64 bytes.
+        unsafe { super::x86::deinterleave2_bytes(row, &mut lo[a0..a0 + wq], &mut hi[..wq]) };
+        return;
+    }
+    let _ = simd;
+    for px in 0..sw.min(kw) {
+        let dst = &mut buf[at(px)..at(px) + wq];
+        for (d, &v) in dst.iter_mut().zip(row[px..].iter().step_by(sw)) {
+            *d = v;
+        }
+    }
+}
+
+/// `dst.fill(pad)` for the zero-to-two-byte borders of a padded row without a `memset` call.
+#[inline(always)]
+fn fill_small(dst: &mut [u8], pad: u8) {
+    match dst {
+        [] => {}
+        [a] => *a = pad,
+        [a, b] => (*a, *b) = (pad, pad),
+        _ => dst.fill(pad),
+    }
+}
+
+/// Copies a run of at most [`TILE_N`] accumulators.
+///
+/// # Safety
+/// `src` and `dst` must be valid for `len` elements and must not overlap.
+#[inline(always)]
+unsafe fn copy_run(src: *const i32, dst: *mut i32, len: usize, simd: Simd) {
+    #[cfg(target_arch = "x86_64")]
+    if simd.avx512 && len <= TILE_N {
+        // SAFETY: AVX-512 F was detected; the caller vouches for the pointers.
+        unsafe { super::x86::copy_i32_run(src, dst, len) };
+        return;
+    }
+    let _ = simd;
+    // SAFETY: as the caller guarantees.
+    unsafe { std::ptr::copy_nonoverlapping(src, dst, len) };
 }
 
 /// `acc`'s base pointer, shared by tasks that write disjoint columns.
