@@ -100,6 +100,11 @@ impl ImplicitIm2col {
         })
     }
 
+    /// Input height and width the layout was built for.
+    pub fn in_hw(&self) -> [usize; 2] {
+        self.in_hw
+    }
+
     /// GEMM depth (`channels · kh · kw`).
     pub fn depth(&self) -> usize {
         self.depth
@@ -115,6 +120,7 @@ impl ImplicitIm2col {
     /// domain). Phases no kernel offset reads (a 1×1 kernel with stride 2 reads one of four) are
     /// skipped, as are the bytes past the planes: both only reach dropped columns. `row` is
     /// scratch for one padded input row.
+    #[inline(always)]
     fn fill(&self, input: &[u8], pad: u8, flip: u8, buf: &mut [u8], row: &mut Vec<u8>, simd: Simd) {
         let [h, w] = self.in_hw;
         let [sh, sw] = self.stride;
@@ -131,13 +137,27 @@ impl ImplicitIm2col {
                 for y in 0..hq {
                     let iy = (y * sh + py).wrapping_sub(pt);
                     let at = |px: usize| (phases + px) * plane + y * wq;
-                    if iy >= h {
+                    let src = match iy < h {
+                        true => &image[iy * w..(iy + 1) * w],
+                        false => &[][..],
+                    };
+                    #[cfg(target_arch = "x86_64")]
+                    if simd.avx512 && sw <= 2 {
+                        let (a0, a1) = (at(0), at(sw.min(kw) - 1));
+                        debug_assert!(a1 == a0 || a0 + wq <= a1);
+                        let dst = buf[a0..a1 + wq].as_mut_ptr();
+                        let odd = (a1 != a0).then(|| dst.wrapping_add(a1 - a0));
+                        // SAFETY: AVX-512 F, BW and VL were detected; `dst` (and `odd`) start
+                        // `wq` writable bytes of `buf`, checked by the slice above.
+                        unsafe { super::x86::pad_split_row(src, pl, flip, pad, sw, wq, dst, odd) };
+                        continue;
+                    }
+                    if src.is_empty() {
                         for px in 0..sw.min(kw) {
                             buf[at(px)..at(px) + wq].fill(pad);
                         }
                         continue;
                     }
-                    let src = &image[iy * w..(iy + 1) * w];
                     if sw == 1 {
                         // wq = pl + w + pr: the phase row is the padded row itself.
                         let dst = &mut buf[at(0)..at(0) + wq];
@@ -148,7 +168,7 @@ impl ImplicitIm2col {
                     }
                     // Columns pl..pl + w of `row` are the image row; the rest stays `pad`.
                     copy_xor(&mut row[pl..pl + w], src, flip, simd);
-                    split_phases(row, sw, kw, wq, |px| at(px), buf, simd);
+                    split_phases(row, sw, kw, wq, at, buf, simd);
                 }
             }
         }
@@ -156,6 +176,7 @@ impl ImplicitIm2col {
 
     /// Packs column tile `t` (wide columns `32·t ..`) of the virtual im2col matrix as two
     /// [`NR`]-column panels, `[panel][k / 4][NR][4]`, into `dst` (`2 · depth/4 · 64` bytes).
+    #[inline(always)]
     fn pack_tile(&self, buf: &[u8], t: usize, dst: &mut [u8], simd: Simd) {
         let j0 = t * TILE_N;
         let half = self.offsets.len() * NR;
@@ -199,6 +220,7 @@ impl ImplicitIm2col {
     }
 
     /// The runs of valid outputs among tile `t`'s columns: `(tile column, output index, len)`.
+    #[inline(always)]
     fn runs(&self, t: usize, out: &mut [(usize, usize, usize); TILE_N]) -> usize {
         let [_, ow] = self.out_hw;
         let (wq, end) = (self.wq, self.wide().min((t + 1) * TILE_N));
@@ -246,6 +268,14 @@ pub fn qconv_implicit(
         buf.resize(layout.len, 0);
     }
     let mut row = ROW.with(Cell::take);
+    #[cfg(target_arch = "x86_64")]
+    if simd.avx512 {
+        // SAFETY: `Simd::for_kernel` detected AVX-512 F, BW, VL and AVX2.
+        unsafe { fill_avx512(layout, input, pad, flip, &mut buf, &mut row, simd) };
+    } else {
+        layout.fill(input, pad, flip, &mut buf, &mut row, simd);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
     layout.fill(input, pad, flip, &mut buf, &mut row, simd);
     ROW.with(|cell| cell.set(row));
     let tiles = layout.wide().div_ceil(TILE_N);
@@ -254,33 +284,15 @@ pub fn qconv_implicit(
     let run = |range: std::ops::Range<usize>| {
         let mut packed = TILE_B.with(Cell::take);
         packed.resize(2 * layout.offsets.len() * NR, 0);
-        let mut c = [0i32; MR * TILE_N];
-        let mut runs = [(0, 0, 0); TILE_N];
-        let half = layout.offsets.len() * NR;
-        for t in range {
-            layout.pack_tile(&buf, t, &mut packed, simd);
-            let count = layout.runs(t, &mut runs);
-            for p in 0..m.div_ceil(MR) {
-                let (b0, b1) = packed.split_at(half);
-                tile(kernel, a.groups(), a.panel(p), b0, b1, &mut c);
-                for r in 0..MR.min(m - p * MR) {
-                    let row = (p * MR + r) * n;
-                    for &(col, at, len) in &runs[..count] {
-                        // SAFETY: `col + len <= TILE_N` and `at + len <= n` (a run of valid
-                        // outputs), `row < m·n`, so both ranges lie inside their buffers; tasks
-                        // own disjoint column tiles, hence disjoint output columns.
-                        unsafe {
-                            copy_run(
-                                c.as_ptr().add(r * TILE_N + col),
-                                out.ptr().add(row + at),
-                                len,
-                                simd,
-                            )
-                        };
-                    }
-                }
-            }
+        #[cfg(target_arch = "x86_64")]
+        if simd.avx512 {
+            // SAFETY: as above; `out` covers `m × n` and the tiles of `range` are this task's.
+            unsafe { run_tiles_avx512(kernel, layout, a, &buf, &mut packed, range, out, simd) };
+            TILE_B.with(|cell| cell.set(packed));
+            return;
         }
+        // SAFETY: `out` covers `m × n` and the tiles of `range` are this task's.
+        unsafe { run_tiles(kernel, layout, a, &buf, &mut packed, range, out, simd) };
         TILE_B.with(|cell| cell.set(packed));
     };
     if macs >= QGEMM_PARALLEL_MIN_MACS && super::should_parallelize(macs) {
@@ -295,6 +307,93 @@ pub fn qconv_implicit(
     true
 }
 
+/// Computes column tiles `range` into `out` (`a.m × oh·ow`): packs each tile's activations,
+/// runs every row panel over them and scatters the valid columns.
+///
+/// # Safety
+/// `out` must point to `a.m × oh·ow` writable accumulators that no other task writes in the
+/// columns of these tiles.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+unsafe fn run_tiles(
+    kernel: QgemmKernel,
+    layout: &ImplicitIm2col,
+    a: &PackedA,
+    buf: &[u8],
+    packed: &mut [u8],
+    range: std::ops::Range<usize>,
+    out: Out,
+    simd: Simd,
+) {
+    let (m, n) = (a.m, layout.out_hw[0] * layout.out_hw[1]);
+    let mut c = [0i32; MR * TILE_N];
+    let mut runs = [(0, 0, 0); TILE_N];
+    let half = layout.offsets.len() * NR;
+    for t in range {
+        layout.pack_tile(buf, t, packed, simd);
+        let count = layout.runs(t, &mut runs);
+        let (b0, b1) = packed.split_at(half);
+        for p in 0..m.div_ceil(MR) {
+            tile(kernel, a.groups(), a.panel(p), b0, b1, &mut c);
+            for r in 0..MR.min(m - p * MR) {
+                let row = (p * MR + r) * n;
+                for &(col, at, len) in &runs[..count] {
+                    // SAFETY: `col + len <= TILE_N` and `at + len <= n` (a run of valid
+                    // outputs), `row < m·n`, so both ranges lie inside their buffers; the caller
+                    // owns these columns.
+                    unsafe {
+                        copy_run(
+                            c.as_ptr().add(r * TILE_N + col),
+                            out.ptr().add(row + at),
+                            len,
+                            simd,
+                        )
+                    };
+                }
+            }
+        }
+    }
+}
+
+/// [`run_tiles`] compiled for AVX-512, so the SIMD helpers inline into its loops.
+///
+/// # Safety
+/// As [`run_tiles`]; the CPU must have AVX-512 F, BW, VL and AVX2.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
+unsafe fn run_tiles_avx512(
+    kernel: QgemmKernel,
+    layout: &ImplicitIm2col,
+    a: &PackedA,
+    buf: &[u8],
+    packed: &mut [u8],
+    range: std::ops::Range<usize>,
+    out: Out,
+    simd: Simd,
+) {
+    // SAFETY: forwarded from the caller.
+    unsafe { run_tiles(kernel, layout, a, buf, packed, range, out, simd) }
+}
+
+/// [`ImplicitIm2col::fill`] compiled for AVX-512, so the row copies inline.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW, VL and AVX2.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl,avx2")]
+unsafe fn fill_avx512(
+    layout: &ImplicitIm2col,
+    input: &[u8],
+    pad: u8,
+    flip: u8,
+    buf: &mut [u8],
+    row: &mut Vec<u8>,
+    simd: Simd,
+) {
+    layout.fill(input, pad, flip, buf, row, simd);
+}
+
 /// Which SIMD helpers the data movement around the tiles uses: the same ISA level as the tile
 /// (so the scalar kernel runs the portable code, and the tests cover both).
 #[derive(Debug, Clone, Copy)]
@@ -307,7 +406,7 @@ impl Simd {
     fn for_kernel(kernel: QgemmKernel) -> Self {
         #[cfg(target_arch = "x86_64")]
         {
-            let avx512 = kernel == QgemmKernel::Avx512Vnni && super::x86::has_avx512bw();
+            let avx512 = kernel == QgemmKernel::Avx512Vnni && super::x86::has_avx512bw_vl();
             let avx2 = kernel != QgemmKernel::Scalar && super::x86::has_avx2();
             Simd { avx2, avx512 }
         }

@@ -113,9 +113,11 @@ unsafe fn tile_avx2_impl(groups: usize, a: *const i8, b0: *const u8, b1: *const 
     }
 }
 
-/// True when the CPU has AVX-512 F and BW (byte-masked loads and stores, byte/word shuffles).
-pub fn has_avx512bw() -> bool {
-    is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512bw")
+/// True when the CPU has AVX-512 F, BW and VL (byte-masked loads and stores on zmm and ymm).
+pub fn has_avx512bw_vl() -> bool {
+    is_x86_feature_detected!("avx512f")
+        && is_x86_feature_detected!("avx512bw")
+        && is_x86_feature_detected!("avx512vl")
 }
 
 /// Mask of the first `len` (at most 64) lanes.
@@ -132,7 +134,8 @@ fn first_lanes(len: usize) -> u64 {
 /// load/store, so a 28-byte image row is one of each (no scalar tail, no `memcpy` call).
 ///
 /// # Safety
-/// The CPU must have AVX-512 F and BW ([`has_avx512bw`]).
+/// The CPU must have AVX-512 F and BW ([`has_avx512bw_vl`]).
+#[inline]
 #[target_feature(enable = "avx512f,avx512bw")]
 pub unsafe fn copy_xor_bytes(dst: &mut [u8], src: &[u8], flip: u8) {
     let n = dst.len().min(src.len());
@@ -150,8 +153,9 @@ pub unsafe fn copy_xor_bytes(dst: &mut [u8], src: &[u8], flip: u8) {
 /// for `x < even.len()` (`odd` as long); `src` must hold `2 · even.len()` bytes rounded up to 64.
 ///
 /// # Safety
-/// The CPU must have AVX-512 F and BW ([`has_avx512bw`]).
-#[target_feature(enable = "avx512f,avx512bw")]
+/// The CPU must have AVX-512 F, BW and VL ([`has_avx512bw_vl`]).
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 pub unsafe fn deinterleave2_bytes(src: &[u8], even: &mut [u8], odd: &mut [u8]) {
     let n = even.len().min(odd.len());
     if src.len() < (2 * n).div_ceil(64) * 64 {
@@ -178,6 +182,7 @@ pub unsafe fn deinterleave2_bytes(src: &[u8], even: &mut [u8], odd: &mut [u8]) {
 ///
 /// # Safety
 /// The CPU must have AVX-512 F; `src` and `dst` must be valid for `len` elements.
+#[inline]
 #[target_feature(enable = "avx512f")]
 pub unsafe fn copy_i32_run(src: *const i32, dst: *mut i32, len: usize) {
     let lo = first_lanes(len.min(16)) as u16;
@@ -196,6 +201,7 @@ pub unsafe fn copy_i32_run(src: *const i32, dst: *mut i32, len: usize) {
 /// # Safety
 /// The CPU must have AVX2; for every offset `o`, `base[o + j0 .. o + j0 + 32]` must be readable;
 /// `p0` and `p1` must hold `offsets.len() / 4 · 64` bytes.
+#[inline]
 #[target_feature(enable = "avx2")]
 pub unsafe fn pack_tile_avx2(
     base: *const u8,
@@ -221,5 +227,53 @@ pub unsafe fn pack_tile_avx2(
         _mm256_storeu_si256(d0.add(1), _mm256_permute2x128_si256::<0x20>(r2, r3));
         _mm256_storeu_si256(d1, _mm256_permute2x128_si256::<0x31>(r0, r1));
         _mm256_storeu_si256(d1.add(1), _mm256_permute2x128_si256::<0x31>(r2, r3));
+    }
+}
+
+/// Writes one padded image row straight into its stride phases, in registers: the padded row
+/// is `pl` bytes of `pad`, then `src` XOR-ed with `flip`, then `pad`; phase 0 (`dst0`) gets
+/// its bytes `x·sw`, phase 1 (`dst1`, when given and `sw == 2`) its bytes `x·sw + 1`, for
+/// `x < wq`. `sw` must be 1 or 2. An empty `src` writes a row of padding.
+///
+/// # Safety
+/// The CPU must have AVX-512 F, BW and VL; `dst0` (and `dst1`) must be valid for `wq` bytes.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub unsafe fn pad_split_row(
+    src: &[u8],
+    pl: usize,
+    flip: u8,
+    pad: u8,
+    sw: usize,
+    wq: usize,
+    dst0: *mut u8,
+    dst1: Option<*mut u8>,
+) {
+    let w = src.len();
+    let (padv, f) = (_mm512_set1_epi8(pad as i8), _mm512_set1_epi8(flip as i8));
+    let mut x0 = 0; // padded column of the chunk's first lane
+    while x0 < wq * sw {
+        // Lanes whose image column `x0 + lane - pl` lies in 0..w.
+        let lo = pl.saturating_sub(x0).min(64);
+        let hi = (pl + w).saturating_sub(x0).min(64);
+        let inside = first_lanes(hi) & !first_lanes(lo);
+        // Masked-off lanes are neither read nor faulted on, so the pointer may start before
+        // `src` (left padding) or run past its end.
+        let p = src.as_ptr().wrapping_add(x0).wrapping_sub(pl);
+        let v = _mm512_maskz_loadu_epi8(inside, p.cast());
+        let v = _mm512_mask_blend_epi8(inside, padv, _mm512_xor_si512(v, f));
+        if sw == 1 {
+            _mm512_mask_storeu_epi8(dst0.add(x0).cast(), first_lanes(wq - x0), v);
+        } else {
+            let (x, mask) = (x0 / 2, first_lanes(wq - x0 / 2) as u32);
+            // vpmovwb keeps each 16-bit lane's low byte: the even bytes; shifted, the odd ones.
+            _mm256_mask_storeu_epi8(dst0.add(x).cast(), mask, _mm512_cvtepi16_epi8(v));
+            if let Some(d1) = dst1 {
+                let odd = _mm512_cvtepi16_epi8(_mm512_srli_epi16::<8>(v));
+                _mm256_mask_storeu_epi8(d1.add(x).cast(), mask, odd);
+            }
+        }
+        x0 += 64;
     }
 }

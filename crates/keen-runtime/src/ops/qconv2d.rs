@@ -3,6 +3,8 @@
 //! for depthwise), then requantization with the bias, the input zero-point correction, a fused ReLU/ReLU6 and
 //! the output zero point.
 
+use std::sync::{Arc, Mutex};
+
 use serde::{Deserialize, Serialize};
 
 use super::activation::{is_none, Activation};
@@ -58,6 +60,8 @@ struct QConv2dKernel {
     weight: Vec<i8>,
     packed: Vec<PackedA>,
     requant: Requantizer,
+    /// The implicit-im2col layout of the last input size seen (the same call after call).
+    layout: Mutex<Option<Arc<ImplicitIm2col>>>,
 }
 
 /// The stored weight, per-channel scales and optional i32 bias of a quantized op.
@@ -132,6 +136,7 @@ impl QConv2dAttrs {
             weight: w,
             packed,
             requant,
+            layout: Mutex::new(None),
         }))
     }
 }
@@ -169,19 +174,15 @@ impl QConv2dKernel {
     ) -> OpResult<Vec<T>> {
         let (cout, ohw) = (out_shape[1], out_shape[2] * out_shape[3]);
         let in_per_image = g.in_channels * g.in_hw[0] * g.in_hw[1];
-        // Where each depth index reads: computed once per call, shared by the batch's images.
         let layout = match self.shape.is_depthwise() {
             true => None,
-            false => match ImplicitIm2col::new(g, g.in_channels / g.groups) {
-                Some(layout) => Some(layout),
-                None => op_bail!("internal error: the kernel does not fit the padded input"),
-            },
+            false => Some(self.layout_for(g)?),
         };
         let mut out = vec![T::default(); out_shape.iter().product()];
         let failed = std::sync::atomic::AtomicBool::new(false);
         for_each_image(&mut out, cout * ohw, input, in_per_image, |o, i| {
             let ok = with_scratch_i32(cout * ohw, |acc| {
-                let ok = self.accumulate(g, layout.as_ref(), i, acc);
+                let ok = self.accumulate(g, layout.as_deref(), i, acc);
                 self.requant.apply_all(acc, ohw, false, o);
                 ok
             });
@@ -193,6 +194,21 @@ impl QConv2dKernel {
             op_bail!("internal error: INT8 GEMM shapes disagree");
         }
         Ok(out)
+    }
+
+    /// Where each GEMM depth index reads for this input size: built on the first call, reused
+    /// while the input size stays the same (building it allocates).
+    fn layout_for(&self, g: &ConvGeometry) -> OpResult<Arc<ImplicitIm2col>> {
+        let mut cached = self.layout.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(layout) = cached.as_ref().filter(|l| l.in_hw() == g.in_hw) {
+            return Ok(layout.clone());
+        }
+        let Some(layout) = ImplicitIm2col::new(g, g.in_channels / g.groups) else {
+            op_bail!("internal error: the kernel does not fit the padded input");
+        };
+        let layout = Arc::new(layout);
+        *cached = Some(layout.clone());
+        Ok(layout)
     }
 
     /// i32 sums of one image into `acc` `[out, oh·ow]`; `false` on an internal mismatch.
