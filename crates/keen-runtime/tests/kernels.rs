@@ -5,6 +5,7 @@ use keen_runtime::kernels::im2col::im2col;
 use keen_runtime::kernels::qconv::{qconv_implicit, ImplicitIm2col};
 use keen_runtime::kernels::qgemm::{qgemm, PackedA, PackedB, QgemmKernel};
 use keen_runtime::kernels::reference::{self, ConvGeometry};
+use keen_runtime::kernels::sconv::{sconv_implicit, PackedWeights, SconvKernel};
 use keen_runtime::kernels::sgemm::{sgemm, MatRef};
 use keen_runtime::kernels::sparse::CsrMatrix;
 use proptest::prelude::*;
@@ -138,6 +139,29 @@ proptest! {
             let mut got = vec![7i32; co * oh * ow];
             prop_assert!(qconv_implicit(kernel, &layout, &packed, &raw, zp, mask, &mut got));
             prop_assert_eq!(&got, &want, "{:?}", kernel);
+        }
+    }
+
+    /// The fp32 implicit-GEMM convolution (portable tile, and the AVX-512 one where the CPU has
+    /// it) agrees with the f64-accumulating direct reference on the same odd shapes.
+    #[test]
+    fn sconv_implicit_matches_reference(c in 1usize..11, co in 1usize..20, h in 1usize..12, w in 1usize..12,
+                                        kh in 1usize..5, kw in 1usize..5, sh in 1usize..4, sw in 1usize..4,
+                                        pad in proptest::array::uniform4(0usize..3), seed: u64) {
+        let g = ConvGeometry { batch: 1, in_channels: c, in_hw: [h, w], out_channels: co, kernel: [kh, kw], stride: [sh, sw], padding: pad, groups: 1 };
+        prop_assume!(g.out_hw().is_some());
+        let [oh, ow] = g.out_hw().unwrap();
+        let x = floats(c * h * w, seed);
+        let wt = floats(co * c * kh * kw, seed ^ 3);
+        let want = reference::conv2d(&g, &x, &wt, None);
+        let layout = ImplicitIm2col::new(&g, c).unwrap();
+        let packed = PackedWeights::pack(co, c * kh * kw, &wt);
+        for kernel in [Some(SconvKernel::Portable), SconvKernel::fast()].into_iter().flatten() {
+            let mut got = vec![f32::NAN; co * oh * ow];
+            prop_assert!(sconv_implicit(kernel, &layout, &packed, &x, &mut got));
+            for (a, b) in got.iter().zip(&want) {
+                prop_assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{:?}: {} vs {}", kernel, a, b);
+            }
         }
     }
 

@@ -110,8 +110,66 @@ impl ImplicitIm2col {
         self.depth
     }
 
+    /// Input channels (of one group).
+    pub(crate) fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// Output height and width.
+    pub(crate) fn out_hw(&self) -> [usize; 2] {
+        self.out_hw
+    }
+
+    /// Elements the phase buffer needs: every tile's reads stay inside.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The first `depth` run offsets (without the rounding up to 4).
+    pub(crate) fn offsets(&self, depth: usize) -> &[usize] {
+        &self.offsets[..depth.min(self.offsets.len())]
+    }
+
+    /// [`Self::fill`] for any element type, without SIMD: the padded, phase-split image of
+    /// `input` (`channels × h × w`) into `buf` (at least [`Self::len`] elements).
+    pub(crate) fn fill_plain<T: Copy>(&self, input: &[T], pad: T, buf: &mut [T]) {
+        let [h, w] = self.in_hw;
+        let [sh, sw] = self.stride;
+        let [pt, pl] = self.pad_tl;
+        let (wq, plane) = (self.wq, self.hq * self.wq);
+        let [kh, kw] = self.kernel;
+        for c in 0..self.channels {
+            let image = &input[c * h * w..(c + 1) * h * w];
+            for py in 0..sh.min(kh) {
+                for px in 0..sw.min(kw) {
+                    let dst = &mut buf[((c * sh + py) * sw + px) * plane..][..plane];
+                    // Phase columns x whose input column x·sw + px - pl lies inside the image.
+                    let lo = pl.saturating_sub(px).div_ceil(sw).min(wq);
+                    let hi = (pl + w).saturating_sub(px).div_ceil(sw).clamp(lo, wq);
+                    for (y, row) in dst.chunks_exact_mut(wq).enumerate() {
+                        let iy = (y * sh + py).wrapping_sub(pt);
+                        if iy >= h || lo == hi {
+                            row.fill(pad);
+                            continue;
+                        }
+                        let src = &image[iy * w + lo * sw + px - pl..(iy + 1) * w];
+                        row[..lo].fill(pad);
+                        if sw == 1 {
+                            row[lo..hi].copy_from_slice(&src[..hi - lo]);
+                        } else {
+                            for (d, &v) in row[lo..hi].iter_mut().zip(src.iter().step_by(sw)) {
+                                *d = v;
+                            }
+                        }
+                        row[hi..].fill(pad);
+                    }
+                }
+            }
+        }
+    }
+
     /// Columns of the wide output grid (`oh · wq`).
-    fn wide(&self) -> usize {
+    pub(crate) fn wide(&self) -> usize {
         self.out_hw[0] * self.wq
     }
 
@@ -221,7 +279,7 @@ impl ImplicitIm2col {
 
     /// The runs of valid outputs among tile `t`'s columns: `(tile column, output index, len)`.
     #[inline(always)]
-    fn runs(&self, t: usize, out: &mut [(usize, usize, usize); TILE_N]) -> usize {
+    pub(crate) fn runs(&self, t: usize, out: &mut [(usize, usize, usize); TILE_N]) -> usize {
         let [_, ow] = self.out_hw;
         let (wq, end) = (self.wq, self.wide().min((t + 1) * TILE_N));
         let (mut j, mut count) = (t * TILE_N, 0);
