@@ -195,10 +195,8 @@ impl ImplicitIm2col {
                 for y in 0..hq {
                     let iy = (y * sh + py).wrapping_sub(pt);
                     let at = |px: usize| (phases + px) * plane + y * wq;
-                    let src = match iy < h {
-                        true => &image[iy * w..(iy + 1) * w],
-                        false => &[][..],
-                    };
+                    let (start, len) = if iy < h { (iy * w, w) } else { (0, 0) };
+                    let src = &image[start..start + len];
                     #[cfg(target_arch = "x86_64")]
                     if simd.avx512 && sw <= 2 {
                         let (a0, a1) = (at(0), at(sw.min(kw) - 1));
@@ -207,7 +205,20 @@ impl ImplicitIm2col {
                         let odd = (a1 != a0).then(|| dst.wrapping_add(a1 - a0));
                         // SAFETY: AVX-512 F, BW and VL were detected; `dst` (and `odd`) start
                         // `wq` writable bytes of `buf`, checked by the slice above.
-                        unsafe { super::x86::pad_split_row(src, pl, flip, pad, sw, wq, dst, odd) };
+                        unsafe {
+                            super::x86::pad_split_row(
+                                input,
+                                c * h * w + start,
+                                len,
+                                pl,
+                                flip,
+                                pad,
+                                sw,
+                                wq,
+                                dst,
+                                odd,
+                            )
+                        };
                         continue;
                     }
                     if src.is_empty() {

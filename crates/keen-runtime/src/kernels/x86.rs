@@ -231,9 +231,11 @@ pub unsafe fn pack_tile_avx2(
 }
 
 /// Writes one padded image row straight into its stride phases, in registers: the padded row
-/// is `pl` bytes of `pad`, then `src` XOR-ed with `flip`, then `pad`; phase 0 (`dst0`) gets
-/// its bytes `x·sw`, phase 1 (`dst1`, when given and `sw == 2`) its bytes `x·sw + 1`, for
-/// `x < wq`. `sw` must be 1 or 2. An empty `src` writes a row of padding.
+/// is `pl` bytes of `pad`, then `image[start..start + w]` XOR-ed with `flip`, then `pad`;
+/// phase 0 (`dst0`) gets its bytes `x·sw`, phase 1 (`dst1`, when given and `sw == 2`) its bytes
+/// `x·sw + 1`, for `x < wq`. `sw` must be 1 or 2. `w == 0` writes a row of padding. Where the
+/// 64 bytes around the row lie inside `image`, they are read with a plain load (the masked one
+/// stalled on this code's hottest line) and the padding is blended in.
 ///
 /// # Safety
 /// The CPU must have AVX-512 F, BW and VL; `dst0` (and `dst1`) must be valid for `wq` bytes.
@@ -241,7 +243,9 @@ pub unsafe fn pack_tile_avx2(
 #[allow(clippy::too_many_arguments)]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 pub unsafe fn pad_split_row(
-    src: &[u8],
+    image: &[u8],
+    start: usize,
+    w: usize,
     pl: usize,
     flip: u8,
     pad: u8,
@@ -250,7 +254,7 @@ pub unsafe fn pad_split_row(
     dst0: *mut u8,
     dst1: Option<*mut u8>,
 ) {
-    let w = src.len();
+    let w = w.min(image.len().saturating_sub(start));
     let (padv, f) = (_mm512_set1_epi8(pad as i8), _mm512_set1_epi8(flip as i8));
     let mut x0 = 0; // padded column of the chunk's first lane
     while x0 < wq * sw {
@@ -259,9 +263,14 @@ pub unsafe fn pad_split_row(
         let hi = (pl + w).saturating_sub(x0).min(64);
         let inside = first_lanes(hi) & !first_lanes(lo);
         // Masked-off lanes are neither read nor faulted on, so the pointer may start before
-        // `src` (left padding) or run past its end.
-        let p = src.as_ptr().wrapping_add(x0).wrapping_sub(pl);
-        let v = _mm512_maskz_loadu_epi8(inside, p.cast());
+        // the row (left padding) or run past its end.
+        let first = (start + x0).wrapping_sub(pl);
+        let p = image.as_ptr().wrapping_add(first);
+        let v = if start + x0 >= pl && first + 64 <= image.len() {
+            _mm512_loadu_si512(p.cast())
+        } else {
+            _mm512_maskz_loadu_epi8(inside, p.cast())
+        };
         let v = _mm512_mask_blend_epi8(inside, padv, _mm512_xor_si512(v, f));
         if sw == 1 {
             _mm512_mask_storeu_epi8(dst0.add(x0).cast(), first_lanes(wq - x0), v);
