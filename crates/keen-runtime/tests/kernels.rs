@@ -2,7 +2,8 @@
 
 use keen_runtime::kernels::depthwise::{depthwise_f32, depthwise_u8};
 use keen_runtime::kernels::im2col::im2col;
-use keen_runtime::kernels::qconv::{qconv_implicit, ImplicitIm2col};
+use keen_runtime::kernels::implicit::ImplicitIm2col;
+use keen_runtime::kernels::qconv::qconv_implicit;
 use keen_runtime::kernels::qgemm::{qgemm, PackedA, PackedB, QgemmKernel};
 use keen_runtime::kernels::reference::{self, ConvGeometry};
 use keen_runtime::kernels::sconv::{sconv_implicit, PackedWeights, SconvKernel};

@@ -14,7 +14,7 @@ use std::cell::Cell;
 
 use rayon::prelude::*;
 
-use super::qconv::ImplicitIm2col;
+use super::implicit::ImplicitIm2col;
 
 /// Output channels per tile.
 pub const MR: usize = 8;

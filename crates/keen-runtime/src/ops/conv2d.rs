@@ -12,7 +12,7 @@ use super::{expect_vector, for_each_image, with_scratch_f32, Kernel, NodeInputs}
 use crate::error::{op_bail, OpResult};
 use crate::kernels::depthwise::depthwise_f32;
 use crate::kernels::im2col::im2col;
-use crate::kernels::qconv::ImplicitIm2col;
+use crate::kernels::implicit::ImplicitIm2col;
 use crate::kernels::reference::ConvGeometry;
 use crate::kernels::sconv::{sconv_implicit, PackedWeights, SconvKernel};
 use crate::kernels::sgemm::{sgemm, MatRef};

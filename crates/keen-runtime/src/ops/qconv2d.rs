@@ -15,7 +15,8 @@ use super::requant::{
 use super::{expect_vector, for_each_image, with_scratch_i32, Kernel, NodeInputs};
 use crate::error::{op_bail, OpResult};
 use crate::kernels::depthwise::depthwise_u8;
-use crate::kernels::qconv::{qconv_implicit, ImplicitIm2col};
+use crate::kernels::implicit::ImplicitIm2col;
+use crate::kernels::qconv::qconv_implicit;
 use crate::kernels::qgemm::{row_sums, PackedA, QgemmKernel};
 use crate::kernels::reference::ConvGeometry;
 use crate::tensor::{DType, Value, ValueInfo};
