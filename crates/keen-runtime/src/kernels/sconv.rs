@@ -105,6 +105,14 @@ pub fn sconv_implicit(
     if buf.len() < layout.len() {
         buf.resize(layout.len(), 0.0);
     }
+    #[cfg(target_arch = "x86_64")]
+    if kernel == SconvKernel::Avx512 && layout.stride[1] <= 2 && avx512vl() {
+        // SAFETY: AVX-512 F and VL were detected; `buf` holds `layout.len()` floats.
+        unsafe { fill_avx512(layout, input, &mut buf) };
+    } else {
+        layout.fill_plain(input, 0.0, &mut buf);
+    }
+    #[cfg(not(target_arch = "x86_64"))]
     layout.fill_plain(input, 0.0, &mut buf);
     let tiles = layout.wide().div_ceil(TILE_N);
     let macs = m * tiles * TILE_N * w.k;
@@ -150,6 +158,49 @@ pub fn sconv_implicit(
     }
     PHASES.with(|cell| cell.set(buf));
     true
+}
+
+/// True when the CPU has AVX-512 F and VL (masked 256-bit stores), detected once.
+#[cfg(target_arch = "x86_64")]
+fn avx512vl() -> bool {
+    static VL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *VL.get_or_init(|| is_x86_feature_detected!("avx512f") && is_x86_feature_detected!("avx512vl"))
+}
+
+/// [`ImplicitIm2col::fill_plain`] with padding 0.0 for horizontal strides 1 and 2, one masked
+/// 16-float load and one or two masked stores per chunk of a row instead of `memcpy` calls.
+///
+/// # Safety
+/// The CPU must have AVX-512 F and VL; `buf` must hold `layout.len()` floats.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx512f,avx512vl")]
+unsafe fn fill_avx512(layout: &ImplicitIm2col, input: &[f32], buf: &mut [f32]) {
+    let [h, w] = layout.in_hw;
+    let [sh, sw] = layout.stride;
+    let [_, pl] = layout.pad_tl;
+    let (hq, wq, plane) = (layout.hq, layout.wq, layout.hq * layout.wq);
+    let [kh, kw] = layout.kernel;
+    let pt = layout.pad_tl[0];
+    for c in 0..layout.channels {
+        for py in 0..sh.min(kh) {
+            let phases = (c * sh + py) * sw;
+            for y in 0..hq {
+                let iy = (y * sh + py).wrapping_sub(pt);
+                let (start, len) = if iy < h {
+                    (c * h * w + iy * w, w)
+                } else {
+                    (0, 0)
+                };
+                let a0 = phases * plane + y * wq;
+                let a1 = a0 + (sw.min(kw) - 1) * plane;
+                let dst = buf[a0..a1 + wq].as_mut_ptr();
+                let odd = (a1 != a0).then(|| dst.wrapping_add(a1 - a0));
+                // SAFETY: the features are the caller's promise; `dst` (and `odd`) start `wq`
+                // writable floats of `buf`, checked by the slice above.
+                unsafe { super::x86::pad_split_row_f32(input, start, len, pl, sw, wq, dst, odd) };
+            }
+        }
+    }
 }
 
 /// One `MR × TILE_N` tile into `c` (row-major, `TILE_N` wide): `c[r][j] = Σ_k a[k][r] ·

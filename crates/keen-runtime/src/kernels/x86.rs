@@ -286,3 +286,53 @@ pub unsafe fn pad_split_row(
         x0 += 64;
     }
 }
+
+/// [`pad_split_row`] for f32 rows (padding 0.0, no flip), 16 floats per chunk: phase 0 (`dst0`)
+/// gets padded floats `x·sw`, phase 1 (`dst1`, when given and `sw == 2`) floats `x·sw + 1`, for
+/// `x < wq`; `vpmovqd` splits even and odd floats for stride 2.
+///
+/// # Safety
+/// The CPU must have AVX-512 F and VL; `dst0` (and `dst1`) must be valid for `wq` floats.
+#[inline]
+#[allow(clippy::too_many_arguments)]
+#[target_feature(enable = "avx512f,avx512vl")]
+pub unsafe fn pad_split_row_f32(
+    image: &[f32],
+    start: usize,
+    w: usize,
+    pl: usize,
+    sw: usize,
+    wq: usize,
+    dst0: *mut f32,
+    dst1: Option<*mut f32>,
+) {
+    let w = w.min(image.len().saturating_sub(start));
+    let mut x0 = 0; // padded column of the chunk's first lane
+    while x0 < wq * sw {
+        let lo = pl.saturating_sub(x0).min(16);
+        let hi = (pl + w).saturating_sub(x0).min(16);
+        let inside = (first_lanes(hi) & !first_lanes(lo)) as u16;
+        let first = (start + x0).wrapping_sub(pl);
+        let p = image.as_ptr().wrapping_add(first);
+        // Masked-off lanes are neither read nor faulted on; zeroed, they are the padding.
+        let v = if start + x0 >= pl && first + 16 <= image.len() {
+            _mm512_maskz_mov_ps(inside, _mm512_loadu_ps(p))
+        } else {
+            _mm512_maskz_loadu_ps(inside, p)
+        };
+        if sw == 1 {
+            _mm512_mask_storeu_ps(dst0.add(x0), first_lanes(wq - x0) as u16, v);
+        } else {
+            let (x, mask) = (x0 / 2, first_lanes(wq - x0 / 2) as u8);
+            // Each 64-bit lane holds an (even, odd) pair: vpmovqd keeps the even float.
+            let pairs = _mm512_castps_si512(v);
+            let even = _mm512_cvtepi64_epi32(pairs);
+            _mm256_mask_storeu_epi32(dst0.add(x).cast(), mask, even);
+            if let Some(d1) = dst1 {
+                let odd = _mm512_cvtepi64_epi32(_mm512_srli_epi64::<32>(pairs));
+                _mm256_mask_storeu_epi32(d1.add(x).cast(), mask, odd);
+            }
+        }
+        x0 += 16;
+    }
+}
