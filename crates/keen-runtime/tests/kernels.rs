@@ -2,8 +2,11 @@
 
 use keen_runtime::kernels::depthwise::{depthwise_f32, depthwise_u8};
 use keen_runtime::kernels::im2col::im2col;
+use keen_runtime::kernels::implicit::ImplicitIm2col;
+use keen_runtime::kernels::qconv::qconv_implicit;
 use keen_runtime::kernels::qgemm::{qgemm, PackedA, PackedB, QgemmKernel};
 use keen_runtime::kernels::reference::{self, ConvGeometry};
+use keen_runtime::kernels::sconv::{sconv_implicit, PackedWeights, SconvKernel};
 use keen_runtime::kernels::sgemm::{sgemm, MatRef};
 use keen_runtime::kernels::sparse::CsrMatrix;
 use proptest::prelude::*;
@@ -105,6 +108,61 @@ proptest! {
         let want = reference::conv2d(&g, &x, &wt, None);
         for (a, b) in got.iter().zip(&want) {
             prop_assert!((a - b).abs() < 1e-4, "{} vs {}", a, b);
+        }
+    }
+
+    /// The implicit-GEMM INT8 convolution (activation panels packed straight from the image) is
+    /// bit-identical to the direct reference for every tile implementation: any kernel size up to
+    /// 4×4 (non-square too), strides 1–3 per axis, uneven padding on each side, channel counts
+    /// that are not multiples of 4, 8 or 16, the i8 input flip and extreme values.
+    #[test]
+    fn qconv_implicit_matches_reference(c in 1usize..11, co in 1usize..20, h in 1usize..12, w in 1usize..12,
+                                        kh in 1usize..5, kw in 1usize..5, sh in 1usize..4, sw in 1usize..4,
+                                        pad in proptest::array::uniform4(0usize..3), zp: u8, flip: bool,
+                                        extreme: bool, seed: u64) {
+        let g = ConvGeometry { batch: 1, in_channels: c, in_hw: [h, w], out_channels: co, kernel: [kh, kw], stride: [sh, sw], padding: pad, groups: 1 };
+        prop_assume!(g.out_hw().is_some());
+        let [oh, ow] = g.out_hw().unwrap();
+        let mut x = bytes(c * h * w, seed);
+        let mut wt: Vec<i8> = bytes(co * c * kh * kw, seed ^ 3).into_iter().map(|b| b as i8).collect();
+        if extreme {
+            x.iter_mut().for_each(|v| *v = 255);
+            wt.iter_mut().enumerate().for_each(|(i, v)| *v = if i % 3 == 0 { -128 } else { 127 });
+        }
+        // With the flip, the kernel sees raw i8 bytes and XORs them with 0x80 itself.
+        let mask = if flip { 0x80 } else { 0 };
+        let raw: Vec<u8> = x.iter().map(|v| v ^ mask).collect();
+        let want = reference::qconv2d(&g, &x, zp, &wt);
+        let layout = ImplicitIm2col::new(&g, c).unwrap();
+        prop_assert_eq!(layout.depth(), c * kh * kw);
+        let packed = PackedA::pack(co, c * kh * kw, &wt);
+        for kernel in QgemmKernel::available() {
+            let mut got = vec![7i32; co * oh * ow];
+            prop_assert!(qconv_implicit(kernel, &layout, &packed, &raw, zp, mask, &mut got));
+            prop_assert_eq!(&got, &want, "{:?}", kernel);
+        }
+    }
+
+    /// The fp32 implicit-GEMM convolution (portable tile, and the AVX-512 one where the CPU has
+    /// it) agrees with the f64-accumulating direct reference on the same odd shapes.
+    #[test]
+    fn sconv_implicit_matches_reference(c in 1usize..11, co in 1usize..20, h in 1usize..12, w in 1usize..12,
+                                        kh in 1usize..5, kw in 1usize..5, sh in 1usize..4, sw in 1usize..4,
+                                        pad in proptest::array::uniform4(0usize..3), seed: u64) {
+        let g = ConvGeometry { batch: 1, in_channels: c, in_hw: [h, w], out_channels: co, kernel: [kh, kw], stride: [sh, sw], padding: pad, groups: 1 };
+        prop_assume!(g.out_hw().is_some());
+        let [oh, ow] = g.out_hw().unwrap();
+        let x = floats(c * h * w, seed);
+        let wt = floats(co * c * kh * kw, seed ^ 3);
+        let want = reference::conv2d(&g, &x, &wt, None);
+        let layout = ImplicitIm2col::new(&g, c).unwrap();
+        let packed = PackedWeights::pack(co, c * kh * kw, &wt);
+        for kernel in [Some(SconvKernel::Portable), SconvKernel::fast()].into_iter().flatten() {
+            let mut got = vec![f32::NAN; co * oh * ow];
+            prop_assert!(sconv_implicit(kernel, &layout, &packed, &x, &mut got));
+            for (a, b) in got.iter().zip(&want) {
+                prop_assert!((a - b).abs() <= 1e-4 * (1.0 + b.abs()), "{:?}: {} vs {}", kernel, a, b);
+            }
         }
     }
 

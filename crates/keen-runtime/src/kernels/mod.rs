@@ -4,14 +4,22 @@
 //! - [`sgemm`]: fp32 matrix multiply (the `gemm` crate's packed AVX-512/AVX2 kernels).
 //! - [`qgemm`]: u8×i8→i32 matrix multiply on packed panels, with AVX-512 VNNI, AVX2 and scalar
 //!   tiles chosen at run time ([`x86`] holds the SIMD tiles). See `INT8_GEMM.md`.
+//! - [`implicit`]: the padded, stride-phase-split image layout of the implicit-GEMM convolutions.
+//! - [`qconv`]: INT8 convolution as an implicit GEMM, packing activation panels straight from
+//!   the image (no im2col matrix).
+//! - [`sconv`]: the fp32 implicit-GEMM convolution (AVX-512), reading the im2col rows straight
+//!   from the same padded image copy.
 //! - [`im2col`]: unfolds convolution patches so convolutions run as GEMMs.
 //! - [`depthwise`]: direct depthwise convolution (one filter per channel), fp32 and int8.
 //! - [`sparse`]: CSR weights × dense activations, for convolutions pruned past 85% sparsity.
 
 pub mod depthwise;
 pub mod im2col;
+pub mod implicit;
+pub mod qconv;
 pub mod qgemm;
 pub mod reference;
+pub mod sconv;
 pub mod sgemm;
 pub mod sparse;
 #[cfg(target_arch = "x86_64")]

@@ -61,7 +61,13 @@ impl PackedA {
         Self { m, k, groups, data }
     }
 
-    fn panel(&self, p: usize) -> &[i8] {
+    /// Groups of 4 along the depth (`k` rounded up to 4, divided by 4).
+    pub(crate) fn groups(&self) -> usize {
+        self.groups
+    }
+
+    /// Row panel `p`: `[k / 4][MR][4]`.
+    pub(crate) fn panel(&self, p: usize) -> &[i8] {
         let len = self.groups * MR * 4;
         &self.data[p * len..(p + 1) * len]
     }
@@ -149,7 +155,7 @@ impl PackedB {
 }
 
 /// Interleaves 16 bytes from each of 4 rows into 16 columns × 4 bytes (XOR-ed with `flip`).
-fn interleave_4x16(rows: [&[u8]; 4], flip: u8, dst: &mut [u8]) {
+pub(crate) fn interleave_4x16(rows: [&[u8]; 4], flip: u8, dst: &mut [u8]) {
     #[cfg(target_arch = "x86_64")]
     if rows.iter().all(|r| r.len() >= 16) && dst.len() >= 64 {
         use std::arch::x86_64::*;
@@ -224,7 +230,14 @@ impl QgemmKernel {
 }
 
 /// Computes one `MR × TILE_N` tile into `out` (row-major, `TILE_N` wide).
-fn tile(kernel: QgemmKernel, groups: usize, a: &[i8], b0: &[u8], b1: &[u8], out: &mut [i32]) {
+pub(crate) fn tile(
+    kernel: QgemmKernel,
+    groups: usize,
+    a: &[i8],
+    b0: &[u8],
+    b1: &[u8],
+    out: &mut [i32],
+) {
     match kernel {
         #[cfg(target_arch = "x86_64")]
         QgemmKernel::Avx512Vnni => super::x86::tile_vnni(groups, a, b0, b1, out),
@@ -257,7 +270,7 @@ pub fn tile_scalar(groups: usize, a: &[i8], b0: &[u8], b1: &[u8], out: &mut [i32
 /// threshold ([`super::PARALLEL_MIN_MACS`]): VNNI does 2²¹ multiply-adds in ~25 µs, and waking
 /// a rayon worker costs several µs (tens on a loaded machine), which made the 8–32-channel
 /// layers of a batch-1 student slower on 2 threads than on 1.
-const QGEMM_PARALLEL_MIN_MACS: usize = 1 << 21;
+pub(crate) const QGEMM_PARALLEL_MIN_MACS: usize = 1 << 21;
 
 /// `c = a · b`, `c` row-major `a.m × b.n`. Returns `false` (computing nothing) when the depths
 /// or `c`'s length disagree. Splits row panels across threads when the product is large.

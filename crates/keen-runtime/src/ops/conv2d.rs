@@ -1,6 +1,9 @@
-//! fp32 2-D convolution with optional bias and fused ReLU/ReLU6: im2col + GEMM per group, a
+//! fp32 2-D convolution with optional bias and fused ReLU/ReLU6: an implicit GEMM reading the
+//! padded image directly on AVX-512 CPUs (`kernels::sconv`), im2col + GEMM per group elsewhere, a
 //! plain GEMM for 1×1 stride-1 convolutions (no unfolding), a direct loop for depthwise ones,
 //! and a sparse × dense product when pruning left at most 15% of the weights non-zero.
+
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -9,7 +12,9 @@ use super::{expect_vector, for_each_image, with_scratch_f32, Kernel, NodeInputs}
 use crate::error::{op_bail, OpResult};
 use crate::kernels::depthwise::depthwise_f32;
 use crate::kernels::im2col::im2col;
+use crate::kernels::implicit::ImplicitIm2col;
 use crate::kernels::reference::ConvGeometry;
+use crate::kernels::sconv::{sconv_implicit, PackedWeights, SconvKernel};
 use crate::kernels::sgemm::{sgemm, MatRef};
 use crate::kernels::sparse::{CsrMatrix, SPARSE_MAX_DENSITY};
 use crate::tensor::{DType, Value, ValueInfo};
@@ -164,6 +169,11 @@ struct Conv2dKernel {
     sparse: Option<Vec<CsrMatrix>>,
     bias: Option<Vec<f32>>,
     activation: Activation,
+    /// The implicit-GEMM path (AVX-512 CPUs, dense k×k weights): its tile and, per group, the
+    /// packed weights.
+    implicit: Option<(SconvKernel, Vec<PackedWeights>)>,
+    /// The implicit-im2col layout of the last input size seen.
+    layout: Mutex<Option<Arc<ImplicitIm2col>>>,
 }
 
 impl Conv2dAttrs {
@@ -187,9 +197,28 @@ impl Conv2dAttrs {
             })
             .collect();
         let dense_enough = sparse.iter().any(|m| m.density() > SPARSE_MAX_DENSITY);
+        let sparse = (!shape.is_depthwise() && !dense_enough).then_some(sparse);
+        // 1×1 stride-1 convolutions need no unfolding: the `gemm` crate reads the image as is.
+        let implicit = match SconvKernel::fast() {
+            Some(k) if sparse.is_none() && !shape.is_depthwise() && !shape.is_pointwise() => {
+                let packed = (0..shape.groups)
+                    .map(|g| {
+                        PackedWeights::pack(
+                            cout_g,
+                            depth,
+                            &w[g * cout_g * depth..][..cout_g * depth],
+                        )
+                    })
+                    .collect();
+                Some((k, packed))
+            }
+            _ => None,
+        };
         Ok(Box::new(Conv2dKernel {
             shape,
-            sparse: (!shape.is_depthwise() && !dense_enough).then_some(sparse),
+            sparse,
+            implicit,
+            layout: Mutex::new(None),
             weight: w.to_vec(),
             bias,
             activation: self.activation,
@@ -211,10 +240,14 @@ impl Kernel for Conv2dKernel {
         let g = self.shape.geometry(x.shape[0], [x.shape[2], x.shape[3]]);
         let (cout, ohw) = (out_shape[1], out_shape[2] * out_shape[3]);
         let in_per_image = self.shape.in_channels * x.shape[2] * x.shape[3];
+        let layout = match self.implicit {
+            Some(_) => Some(self.layout_for(&g)?),
+            None => None,
+        };
         let mut out = vec![0f32; out_shape.iter().product()];
         let failed = std::sync::atomic::AtomicBool::new(false);
         for_each_image(&mut out, cout * ohw, x.as_f32()?, in_per_image, |o, i| {
-            if !self.image(&g, i, o) {
+            if !self.image(&g, layout.as_deref(), i, o) {
                 failed.store(true, std::sync::atomic::Ordering::Relaxed);
             }
             self.epilogue(o, ohw);
@@ -230,8 +263,29 @@ impl Kernel for Conv2dKernel {
 }
 
 impl Conv2dKernel {
+    /// Where each GEMM depth index reads for this input size: built on the first call, reused
+    /// while the input size stays the same.
+    fn layout_for(&self, g: &ConvGeometry) -> OpResult<Arc<ImplicitIm2col>> {
+        let mut cached = self.layout.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(layout) = cached.as_ref().filter(|l| l.in_hw() == g.in_hw) {
+            return Ok(layout.clone());
+        }
+        let Some(layout) = ImplicitIm2col::new(g, g.in_channels / g.groups) else {
+            op_bail!("internal error: the kernel does not fit the padded input");
+        };
+        let layout = Arc::new(layout);
+        *cached = Some(layout.clone());
+        Ok(layout)
+    }
+
     /// Convolves one image; `false` on an internal shape mismatch.
-    fn image(&self, g: &ConvGeometry, input: &[f32], out: &mut [f32]) -> bool {
+    fn image(
+        &self,
+        g: &ConvGeometry,
+        layout: Option<&ImplicitIm2col>,
+        input: &[f32],
+        out: &mut [f32],
+    ) -> bool {
         if self.shape.is_depthwise() {
             depthwise_f32(g, input, &self.weight, out);
             return true;
@@ -246,6 +300,19 @@ impl Conv2dKernel {
             g.out_channels / g.groups,
             self.shape.depth(),
         );
+        if let (Some((kernel, packed)), Some(layout)) = (&self.implicit, layout) {
+            let mut ok = true;
+            for (group, w) in packed.iter().enumerate() {
+                ok &= sconv_implicit(
+                    *kernel,
+                    layout,
+                    w,
+                    &input[group * cin_g * hw..(group + 1) * cin_g * hw],
+                    &mut out[group * cout_g * ohw..(group + 1) * cout_g * ohw],
+                );
+            }
+            return ok;
+        }
         let mut ok = true;
         for group in 0..g.groups {
             let x = &input[group * cin_g * hw..(group + 1) * cin_g * hw];

@@ -270,7 +270,6 @@ pub(crate) fn for_each_image<T: Send, U: Sync>(
 
 thread_local! {
     static SCRATCH_F32: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
-    static SCRATCH_U8: std::cell::Cell<Vec<u8>> = const { std::cell::Cell::new(Vec::new()) };
     static SCRATCH_I32: std::cell::Cell<Vec<i32>> = const { std::cell::Cell::new(Vec::new()) };
 }
 
@@ -292,5 +291,4 @@ macro_rules! scratch_fn {
     };
 }
 scratch_fn!(with_scratch_f32, SCRATCH_F32, f32);
-scratch_fn!(with_scratch_u8, SCRATCH_U8, u8);
 scratch_fn!(with_scratch_i32, SCRATCH_I32, i32);

@@ -1,7 +1,9 @@
 //! INT8 convolution: u8/i8 activations × symmetric per-output-channel i8 weights, i32
-//! accumulation in the INT8 GEMM (im2col for k×k, none for 1×1, direct loops for depthwise),
-//! then requantization with the bias, the input zero-point correction, a fused ReLU/ReLU6 and
+//! accumulation in the INT8 GEMM (an implicit GEMM packing straight from the image; direct loops
+//! for depthwise), then requantization with the bias, the input zero-point correction, a fused ReLU/ReLU6 and
 //! the output zero point.
+
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -10,11 +12,12 @@ use super::conv2d::ConvShape;
 use super::requant::{
     check_zero_point, quant_bytes, to_u8_domain, QuantOut, RequantSpec, Requantizer,
 };
-use super::{expect_vector, for_each_image, with_scratch_i32, with_scratch_u8, Kernel, NodeInputs};
+use super::{expect_vector, for_each_image, with_scratch_i32, Kernel, NodeInputs};
 use crate::error::{op_bail, OpResult};
 use crate::kernels::depthwise::depthwise_u8;
-use crate::kernels::im2col::im2col;
-use crate::kernels::qgemm::{qgemm, row_sums, PackedA, PackedB, QgemmKernel};
+use crate::kernels::implicit::ImplicitIm2col;
+use crate::kernels::qconv::qconv_implicit;
+use crate::kernels::qgemm::{row_sums, PackedA, QgemmKernel};
 use crate::kernels::reference::ConvGeometry;
 use crate::tensor::{DType, Value, ValueInfo};
 
@@ -48,23 +51,18 @@ pub struct QConv2dAttrs {
 /// Largest GEMM depth: keeps `depth · 255 · 128 + 2^23` (sums plus bias) inside i32.
 pub(crate) const MAX_DEPTH: usize = (1 << 16) - (1 << 8);
 
-thread_local! {
-    /// Each thread's packed-activation buffer, reused image after image.
-    static PACKED_B: std::cell::Cell<PackedB> = std::cell::Cell::new(PackedB::default());
-}
-
 #[derive(Debug)]
 struct QConv2dKernel {
     shape: ConvShape,
     input_dtype: DType,
-    /// Input zero point as a raw byte of the input's dtype (what padding is filled with).
-    pad_byte: u8,
     /// Input zero point in the u8 domain, and the XOR mask to get there.
     zero_point_u8: u8,
     flip: u8,
     weight: Vec<i8>,
     packed: Vec<PackedA>,
     requant: Requantizer,
+    /// The implicit-im2col layout of the last input size seen (the same call after call).
+    layout: Mutex<Option<Arc<ImplicitIm2col>>>,
 }
 
 /// The stored weight, per-channel scales and optional i32 bias of a quantized op.
@@ -134,13 +132,12 @@ impl QConv2dAttrs {
         Ok(Box::new(QConv2dKernel {
             shape,
             input_dtype,
-            // The zero point as a raw byte of the input dtype (two's complement for i8).
-            pad_byte: self.input_zero_point as u8,
             zero_point_u8,
             flip,
             weight: w,
             packed,
             requant,
+            layout: Mutex::new(None),
         }))
     }
 }
@@ -178,11 +175,15 @@ impl QConv2dKernel {
     ) -> OpResult<Vec<T>> {
         let (cout, ohw) = (out_shape[1], out_shape[2] * out_shape[3]);
         let in_per_image = g.in_channels * g.in_hw[0] * g.in_hw[1];
+        let layout = match self.shape.is_depthwise() {
+            true => None,
+            false => Some(self.layout_for(g)?),
+        };
         let mut out = vec![T::default(); out_shape.iter().product()];
         let failed = std::sync::atomic::AtomicBool::new(false);
         for_each_image(&mut out, cout * ohw, input, in_per_image, |o, i| {
             let ok = with_scratch_i32(cout * ohw, |acc| {
-                let ok = self.accumulate(g, i, acc);
+                let ok = self.accumulate(g, layout.as_deref(), i, acc);
                 self.requant.apply_all(acc, ohw, false, o);
                 ok
             });
@@ -196,13 +197,30 @@ impl QConv2dKernel {
         Ok(out)
     }
 
-    /// i32 sums of one image into `acc` `[out, oh·ow]`; `false` on an internal mismatch.
-    fn accumulate(&self, g: &ConvGeometry, input: &[u8], acc: &mut [i32]) -> bool {
-        let Some([oh, ow]) = g.out_hw() else {
-            return false;
+    /// Where each GEMM depth index reads for this input size: built on the first call, reused
+    /// while the input size stays the same (building it allocates).
+    fn layout_for(&self, g: &ConvGeometry) -> OpResult<Arc<ImplicitIm2col>> {
+        let mut cached = self.layout.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(layout) = cached.as_ref().filter(|l| l.in_hw() == g.in_hw) {
+            return Ok(layout.clone());
+        }
+        let Some(layout) = ImplicitIm2col::new(g, g.in_channels / g.groups) else {
+            op_bail!("internal error: the kernel does not fit the padded input");
         };
-        let (ohw, hw) = (oh * ow, g.in_hw[0] * g.in_hw[1]);
-        if self.shape.is_depthwise() {
+        let layout = Arc::new(layout);
+        *cached = Some(layout.clone());
+        Ok(layout)
+    }
+
+    /// i32 sums of one image into `acc` `[out, oh·ow]`; `false` on an internal mismatch.
+    fn accumulate(
+        &self,
+        g: &ConvGeometry,
+        layout: Option<&ImplicitIm2col>,
+        input: &[u8],
+        acc: &mut [i32],
+    ) -> bool {
+        let Some(layout) = layout else {
             if self.flip == 0 {
                 depthwise_u8(g, input, self.zero_point_u8, &self.weight, acc);
             } else {
@@ -210,32 +228,24 @@ impl QConv2dKernel {
                 depthwise_u8(g, &flipped, self.zero_point_u8, &self.weight, acc);
             }
             return true;
-        }
-        let (cin_g, cout_g, depth) = (
-            g.in_channels / g.groups,
-            g.out_channels / g.groups,
-            self.shape.depth(),
-        );
+        };
+        let Some([oh, ow]) = g.out_hw() else {
+            return false;
+        };
+        let (ohw, hw) = (oh * ow, g.in_hw[0] * g.in_hw[1]);
+        let (cin_g, cout_g) = (g.in_channels / g.groups, g.out_channels / g.groups);
         let kernel = QgemmKernel::best();
         let mut ok = true;
         for (group, packed) in self.packed.iter().enumerate() {
-            let x = &input[group * cin_g * hw..(group + 1) * cin_g * hw];
-            let mut b = PACKED_B.with(|c| c.take());
-            if self.shape.is_pointwise() {
-                b.repack_kn(depth, ohw, x, self.flip);
-            } else {
-                with_scratch_u8(depth * ohw, |cols| {
-                    ok &= im2col(g, cin_g, x, self.pad_byte, cols);
-                    b.repack_kn(depth, ohw, cols, self.flip);
-                });
-            }
-            ok &= qgemm(
+            ok &= qconv_implicit(
                 kernel,
+                layout,
                 packed,
-                &b,
+                &input[group * cin_g * hw..(group + 1) * cin_g * hw],
+                self.zero_point_u8,
+                self.flip,
                 &mut acc[group * cout_g * ohw..(group + 1) * cout_g * ohw],
             );
-            PACKED_B.with(|c| c.set(b));
         }
         ok
     }
