@@ -401,3 +401,50 @@ fn kill_9_during_a_recipe_then_rerun_finishes_without_redoing_stages() {
     assert_eq!(stages, ["teacher", "distill", "ptq"]);
     assert!(out.join("ptq/model.safetensors").exists());
 }
+
+#[test]
+fn calibrate_writes_reliability_pngs_and_a_risk_coverage_curve() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    write_toy_idx(&data, 400, 200);
+    let (data, out) = (
+        data.to_str().expect("utf-8"),
+        dir.path().join("run").to_str().expect("utf-8").to_string(),
+    );
+    let trained = run(&[
+        "train",
+        "--model",
+        "cnn-small",
+        "--data",
+        data,
+        "--out",
+        &out,
+        "--epochs",
+        "1",
+        "--batch-size",
+        "32",
+        "--no-progress",
+    ]);
+    assert!(trained.status.success(), "{}", stderr(&trained));
+    let model = format!("{out}/model.safetensors");
+    let cal = format!("{out}/cal");
+    let output = run(&["robust", "calibrate", &model, "--data", data, "--out", &cal]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let cal = Path::new(&cal);
+    for name in ["reliability-before.png", "reliability-after.png"] {
+        let bytes = std::fs::read(cal.join(name)).expect(name);
+        assert_eq!(&bytes[1..4], b"PNG", "{name} is a PNG");
+    }
+    let svg = std::fs::read_to_string(cal.join("risk-coverage.svg")).expect("svg");
+    assert!(svg.contains("<svg") && svg.contains("AURC"));
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(cal.join("calibration.json")).expect("json"))
+            .expect("valid JSON");
+    let curve = json["test_risk_coverage"].as_array().expect("curve");
+    assert!(!curve.is_empty() && curve.len() <= 201);
+    let last = curve.last().expect("a point");
+    assert!((last["coverage"].as_f64().expect("coverage") - 1.0).abs() < 1e-9);
+    let aurc = json["test_aurc"].as_f64().expect("aurc");
+    assert!((0.0..=1.0).contains(&aurc));
+}

@@ -126,6 +126,23 @@ struct CalibrationSummary {
     abstain: keen_robust::calibration::SelectiveThreshold,
     test_coverage_at_threshold: f64,
     test_risk_at_threshold: f64,
+    /// Area under the test risk–coverage curve (after temperature scaling; lower is better).
+    test_aurc: f64,
+    /// The test risk–coverage curve, thinned to at most [`CURVE_POINTS`] points.
+    test_risk_coverage: Vec<keen_robust::calibration::selective::RiskCoveragePoint>,
+}
+
+/// Points kept of a risk–coverage curve in JSON and charts (the full curve has one per image).
+const CURVE_POINTS: usize = 200;
+
+/// Every `len / CURVE_POINTS`-th point of `curve`, always with its last (coverage 1).
+fn thinned<T: Clone>(curve: &[T]) -> Vec<T> {
+    let stride = curve.len().div_ceil(CURVE_POINTS).max(1);
+    let mut kept: Vec<T> = curve.iter().step_by(stride).cloned().collect();
+    if !(curve.len() - 1).is_multiple_of(stride) {
+        kept.extend(curve.last().cloned());
+    }
+    kept
 }
 
 fn calibrate(args: CalibrateArgs) -> Result<()> {
@@ -156,6 +173,8 @@ fn calibrate(args: CalibrateArgs) -> Result<()> {
             }),
         None => (0, 0),
     };
+    let curve = keen_robust::calibration::selective::risk_coverage_curve(&conf, &ok)?;
+    let aurc = keen_robust::calibration::selective::area_under_risk_coverage(&curve);
     let summary = CalibrationSummary {
         temperature: fit.clone(),
         test_before: before.clone(),
@@ -163,6 +182,8 @@ fn calibrate(args: CalibrateArgs) -> Result<()> {
         abstain: abstain.clone(),
         test_coverage_at_threshold: answered as f64 / conf.len().max(1) as f64,
         test_risk_at_threshold: wrong as f64 / answered.max(1) as f64,
+        test_aurc: aurc,
+        test_risk_coverage: thinned(&curve),
     };
     let out = args.out.clone().unwrap_or_else(|| {
         args.model
@@ -180,7 +201,30 @@ fn calibrate(args: CalibrateArgs) -> Result<()> {
         let path = out.join(format!("reliability-{name}.svg"));
         keen_models::weights::write_atomic(&path, svg.as_bytes())
             .with_context(|| format!("cannot write {}", path.display()))?;
+        let png = keen_robust::charts::png::encode_png(
+            &keen_robust::charts::png::reliability_png(&report.bins, 400)?,
+        )?;
+        let path = out.join(format!("reliability-{name}.png"));
+        keen_models::weights::write_atomic(&path, &png)
+            .with_context(|| format!("cannot write {}", path.display()))?;
     }
+    let chart = keen_robust::charts::line_chart(&keen_robust::charts::LineChart {
+        title: format!("test risk-coverage after temperature scaling (AURC {aurc:.4})"),
+        x_label: "coverage (fraction answered)".into(),
+        y_label: "selective risk (error rate of the answered)".into(),
+        series: vec![keen_robust::charts::Series {
+            name: "risk".into(),
+            points: summary
+                .test_risk_coverage
+                .iter()
+                .map(|p| (p.coverage, p.risk))
+                .collect(),
+        }],
+        y_range: None,
+    })?;
+    let path = out.join("risk-coverage.svg");
+    keen_models::weights::write_atomic(&path, chart.as_bytes())
+        .with_context(|| format!("cannot write {}", path.display()))?;
     println!(
         "temperature {:.3} (validation NLL {:.4} -> {:.4})",
         fit.temperature, fit.nll_before, fit.nll_after
@@ -196,6 +240,7 @@ fn calibrate(args: CalibrateArgs) -> Result<()> {
             100.0 * r.accuracy
         );
     }
+    println!("test risk-coverage: AURC {aurc:.4} (risk-coverage.svg)");
     match abstain.threshold {
         Some(t) => println!(
             "abstain below confidence {t:.4}: test coverage {:.1}%, risk {:.2}% (target {:.2}%)",
