@@ -51,9 +51,16 @@ train standard --randaugment off
 train randaugment --randaugment "$RANDAUGMENT"
 [[ -n "${TRAIN_ONLY:-}" ]] && exit 0
 
+# The standard model is measured once; RandAugment's mCE is then relative to its table.
 for name in standard randaugment; do
+    if [[ -f "$OUT/$name/corruptions/corruptions.json" ]]; then
+        echo "== $name: already measured ($OUT/$name/corruptions)"
+        continue
+    fi
+    baseline=()
+    [[ $name != standard ]] && baseline=(--baseline "$OUT/standard/corruptions/corruptions.json")
     echo "== $name: 15 corruptions x 5 severities, $LIMIT test images"
-    "$KEEN" robust corruptions "$OUT/$name/model.safetensors" "${DATA[@]}" \
-        --baseline "$OUT/standard/model.safetensors" --limit "$LIMIT" --no-progress \
-        --out "$OUT/$name/corruptions" | tee "$OUT/$name/corruptions.txt"
+    "$KEEN" robust corruptions "$OUT/$name/model.safetensors" "${DATA[@]}" "${baseline[@]}" \
+        --limit "$LIMIT" --no-progress --out "$OUT/$name/corruptions" \
+        | tee "$OUT/$name/corruptions.txt"
 done
