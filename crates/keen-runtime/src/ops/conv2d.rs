@@ -3,11 +3,10 @@
 //! plain GEMM for 1×1 stride-1 convolutions (no unfolding), a direct loop for depthwise ones,
 //! and a sparse × dense product when pruning left at most 15% of the weights non-zero.
 
-use std::sync::{Arc, Mutex};
-
 use serde::{Deserialize, Serialize};
 
 use super::activation::{is_none, Activation};
+use super::layout_cache::LayoutCache;
 use super::{expect_vector, for_each_image, with_scratch_f32, Kernel, NodeInputs};
 use crate::error::{op_bail, OpResult};
 use crate::kernels::depthwise::depthwise_f32;
@@ -173,7 +172,7 @@ struct Conv2dKernel {
     /// packed weights.
     implicit: Option<(SconvKernel, Vec<PackedWeights>)>,
     /// The implicit-im2col layout of the last input size seen.
-    layout: Mutex<Option<Arc<ImplicitIm2col>>>,
+    layout: LayoutCache,
 }
 
 impl Conv2dAttrs {
@@ -218,7 +217,7 @@ impl Conv2dAttrs {
             shape,
             sparse,
             implicit,
-            layout: Mutex::new(None),
+            layout: LayoutCache::default(),
             weight: w.to_vec(),
             bias,
             activation: self.activation,
@@ -241,7 +240,7 @@ impl Kernel for Conv2dKernel {
         let (cout, ohw) = (out_shape[1], out_shape[2] * out_shape[3]);
         let in_per_image = self.shape.in_channels * x.shape[2] * x.shape[3];
         let layout = match self.implicit {
-            Some(_) => Some(self.layout_for(&g)?),
+            Some(_) => Some(self.layout.get(&g)?),
             None => None,
         };
         let mut out = vec![0f32; out_shape.iter().product()];
@@ -263,21 +262,6 @@ impl Kernel for Conv2dKernel {
 }
 
 impl Conv2dKernel {
-    /// Where each GEMM depth index reads for this input size: built on the first call, reused
-    /// while the input size stays the same.
-    fn layout_for(&self, g: &ConvGeometry) -> OpResult<Arc<ImplicitIm2col>> {
-        let mut cached = self.layout.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(layout) = cached.as_ref().filter(|l| l.in_hw() == g.in_hw) {
-            return Ok(layout.clone());
-        }
-        let Some(layout) = ImplicitIm2col::new(g, g.in_channels / g.groups) else {
-            op_bail!("internal error: the kernel does not fit the padded input");
-        };
-        let layout = Arc::new(layout);
-        *cached = Some(layout.clone());
-        Ok(layout)
-    }
-
     /// Convolves one image; `false` on an internal shape mismatch.
     fn image(
         &self,

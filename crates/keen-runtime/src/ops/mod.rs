@@ -20,6 +20,7 @@ mod dequantize;
 mod flatten;
 mod global_avg_pool;
 mod layer_norm;
+mod layout_cache;
 mod linear;
 mod matmul;
 mod max_pool;

@@ -3,12 +3,11 @@
 //! for depthwise), then requantization with the bias, the input zero-point correction, a fused ReLU/ReLU6 and
 //! the output zero point.
 
-use std::sync::{Arc, Mutex};
-
 use serde::{Deserialize, Serialize};
 
 use super::activation::{is_none, Activation};
 use super::conv2d::ConvShape;
+use super::layout_cache::LayoutCache;
 use super::requant::{
     check_zero_point, quant_bytes, to_u8_domain, QuantOut, RequantSpec, Requantizer,
 };
@@ -62,7 +61,7 @@ struct QConv2dKernel {
     packed: Vec<PackedA>,
     requant: Requantizer,
     /// The implicit-im2col layout of the last input size seen (the same call after call).
-    layout: Mutex<Option<Arc<ImplicitIm2col>>>,
+    layout: LayoutCache,
 }
 
 /// The stored weight, per-channel scales and optional i32 bias of a quantized op.
@@ -137,7 +136,7 @@ impl QConv2dAttrs {
             weight: w,
             packed,
             requant,
-            layout: Mutex::new(None),
+            layout: LayoutCache::default(),
         }))
     }
 }
@@ -177,7 +176,7 @@ impl QConv2dKernel {
         let in_per_image = g.in_channels * g.in_hw[0] * g.in_hw[1];
         let layout = match self.shape.is_depthwise() {
             true => None,
-            false => Some(self.layout_for(g)?),
+            false => Some(self.layout.get(g)?),
         };
         let mut out = vec![T::default(); out_shape.iter().product()];
         let failed = std::sync::atomic::AtomicBool::new(false);
@@ -195,21 +194,6 @@ impl QConv2dKernel {
             op_bail!("internal error: INT8 GEMM shapes disagree");
         }
         Ok(out)
-    }
-
-    /// Where each GEMM depth index reads for this input size: built on the first call, reused
-    /// while the input size stays the same (building it allocates).
-    fn layout_for(&self, g: &ConvGeometry) -> OpResult<Arc<ImplicitIm2col>> {
-        let mut cached = self.layout.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(layout) = cached.as_ref().filter(|l| l.in_hw() == g.in_hw) {
-            return Ok(layout.clone());
-        }
-        let Some(layout) = ImplicitIm2col::new(g, g.in_channels / g.groups) else {
-            op_bail!("internal error: the kernel does not fit the padded input");
-        };
-        let layout = Arc::new(layout);
-        *cached = Some(layout.clone());
-        Ok(layout)
     }
 
     /// i32 sums of one image into `acc` `[out, oh·ow]`; `false` on an internal mismatch.
