@@ -392,12 +392,77 @@ pub fn prune_magnitude(
 pub struct ChannelPruneReport {
     /// Fraction of each prunable group's channels removed.
     pub ratio: f32,
+    /// Size and speed before and after.
+    #[serde(flatten)]
+    pub cost: PruneCost,
+}
+
+/// Size and speed of a model before and after a structured pruning (before fine-tuning).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PruneCost {
     /// Trainable parameters before and after.
     pub params: [usize; 2],
     /// MACs per image before and after.
     pub macs: [u64; 2],
     /// Median milliseconds of an inference batch of 256 images before and after.
     pub batch256_latency_ms: [f64; 2],
+}
+
+impl PruneCost {
+    /// Measures `before` and `after` on `input`-shaped images.
+    pub fn measure(
+        before: &KeenModel,
+        after: &KeenModel,
+        input: [usize; 3],
+        device: &burn::prelude::Device,
+    ) -> Self {
+        use keen_models::ImageClassifier;
+        Self {
+            params: [
+                keen_models::trainable_params(before),
+                keen_models::trainable_params(after),
+            ],
+            macs: [before.macs(input), after.macs(input)],
+            batch256_latency_ms: [
+                batch_latency_ms(before, input, device),
+                batch_latency_ms(after, input, device),
+            ],
+        }
+    }
+}
+
+impl std::fmt::Display for PruneCost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "parameters {} -> {}, MACs {} -> {}, batch-256 latency {:.1} -> {:.1} ms",
+            self.params[0],
+            self.params[1],
+            self.macs[0],
+            self.macs[1],
+            self.batch256_latency_ms[0],
+            self.batch256_latency_ms[1]
+        )
+    }
+}
+
+/// Fine-tunes a pruned model with `config`'s schedule, distilling from `teacher` when given.
+fn finetune_pruned(
+    config: &TrainConfig,
+    dataset: &ImageDataset,
+    options: &TrainOptions,
+    pruned: KeenModel,
+    teacher: Option<(&Path, &DistillConfig)>,
+) -> Result<TrainSummary, CompressError> {
+    let initial = pruned.to_device(&options.device.clone().autodiff());
+    let mut hooks = loss_hooks(config, dataset, options, teacher)?;
+    Ok(train_with(
+        config,
+        dataset,
+        options,
+        Some(initial),
+        &mut *hooks,
+    )?)
 }
 
 /// Median wall-clock milliseconds of `model`'s inference on a batch of 256 images.
@@ -433,7 +498,6 @@ pub fn prune_channels_and_finetune(
     criterion: ChannelCriterion,
     teacher: Option<(&Path, &DistillConfig)>,
 ) -> Result<(TrainSummary, ChannelPruneReport), CompressError> {
-    use keen_models::ImageClassifier;
     if !(0.0..1.0).contains(&ratio) {
         return Err(CompressError::BadConfig(format!(
             "channel ratio must be in [0, 1), got {ratio}"
@@ -447,29 +511,10 @@ pub fn prune_channels_and_finetune(
     let pruned = KeenModel::Graph(remove_channels(graph, &plan));
     let report = ChannelPruneReport {
         ratio,
-        params: [
-            keen_models::trainable_params(&saved.loaded.model),
-            keen_models::trainable_params(&pruned),
-        ],
-        macs: [saved.loaded.model.macs(input), pruned.macs(input)],
-        batch256_latency_ms: [
-            batch_latency_ms(&saved.loaded.model, input, &options.device),
-            batch_latency_ms(&pruned, input, &options.device),
-        ],
+        cost: PruneCost::measure(&saved.loaded.model, &pruned, input, &options.device),
     };
-    eprintln!(
-        "removed {:.0}% of channels: parameters {} -> {}, MACs {} -> {}, batch-256 latency {:.1} -> {:.1} ms",
-        100.0 * ratio,
-        report.params[0],
-        report.params[1],
-        report.macs[0],
-        report.macs[1],
-        report.batch256_latency_ms[0],
-        report.batch256_latency_ms[1]
-    );
-    let initial = pruned.to_device(&options.device.clone().autodiff());
-    let mut hooks = loss_hooks(config, dataset, options, teacher)?;
-    let summary = train_with(config, dataset, options, Some(initial), &mut *hooks)?;
+    eprintln!("removed {:.0}% of channels: {}", 100.0 * ratio, report.cost);
+    let summary = finetune_pruned(config, dataset, options, pruned, teacher)?;
     Ok((summary, report))
 }
 
@@ -482,12 +527,9 @@ pub struct TransformerPruneReport {
     pub mlp_ratio: f32,
     /// The heads and units kept in every block.
     pub plan: TransformerPrunePlan,
-    /// Trainable parameters before and after.
-    pub params: [usize; 2],
-    /// MACs per image before and after.
-    pub macs: [u64; 2],
-    /// Median milliseconds of an inference batch of 256 images before and after.
-    pub batch256_latency_ms: [f64; 2],
+    /// Size and speed before and after.
+    #[serde(flatten)]
+    pub cost: PruneCost,
 }
 
 /// Structured pruning of the ViT or DeiT saved at `model_path`: removes `heads_ratio` of every
@@ -502,7 +544,6 @@ pub fn prune_heads_and_finetune(
     mlp_ratio: f32,
     teacher: Option<(&Path, &DistillConfig)>,
 ) -> Result<(TrainSummary, TransformerPruneReport), CompressError> {
-    use keen_models::ImageClassifier;
     let saved = SavedModel::load(model_path, &options.device)?;
     saved.check_fits(dataset, model_path)?;
     let input = saved.loaded.spec.input_shape();
@@ -512,31 +553,15 @@ pub fn prune_heads_and_finetune(
     let report = TransformerPruneReport {
         heads_ratio,
         mlp_ratio,
+        cost: PruneCost::measure(&original, &pruned, input, &options.device),
         plan,
-        params: [
-            keen_models::trainable_params(&original),
-            keen_models::trainable_params(&pruned),
-        ],
-        macs: [original.macs(input), pruned.macs(input)],
-        batch256_latency_ms: [
-            batch_latency_ms(&original, input, &options.device),
-            batch_latency_ms(&pruned, input, &options.device),
-        ],
     };
     eprintln!(
-        "removed {:.0}% of heads and {:.0}% of MLP units: parameters {} -> {}, MACs {} -> {}, \
-         batch-256 latency {:.1} -> {:.1} ms",
+        "removed {:.0}% of heads and {:.0}% of MLP units: {}",
         100.0 * heads_ratio,
         100.0 * mlp_ratio,
-        report.params[0],
-        report.params[1],
-        report.macs[0],
-        report.macs[1],
-        report.batch256_latency_ms[0],
-        report.batch256_latency_ms[1]
+        report.cost
     );
-    let initial = pruned.to_device(&options.device.clone().autodiff());
-    let mut hooks = loss_hooks(config, dataset, options, teacher)?;
-    let summary = train_with(config, dataset, options, Some(initial), &mut *hooks)?;
+    let summary = finetune_pruned(config, dataset, options, pruned, teacher)?;
     Ok((summary, report))
 }
