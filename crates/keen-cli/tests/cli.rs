@@ -442,3 +442,42 @@ fn calibrate_writes_reliability_pngs_and_a_risk_coverage_curve() {
     let aurc = json["test_aurc"].as_f64().expect("aurc");
     assert!((0.0..=1.0).contains(&aurc));
 }
+
+#[test]
+fn augmix_consistency_training_learns_and_refuses_combinations() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    write_toy_idx(&data, 400, 200);
+    let (data, out) = (
+        data.to_str().expect("utf-8"),
+        dir.path().join("run").to_str().expect("utf-8").to_string(),
+    );
+    let mut args = train_args(data, &out);
+    args.extend(["--augmix", "--augmix-lambda", "6"]);
+    let trained = run(&args);
+    assert!(trained.status.success(), "{}", stderr(&trained));
+    let hooks = std::fs::read_to_string(format!("{out}/hooks.json")).expect("hooks.json");
+    assert!(
+        hooks.contains("augmix_consistency") && hooks.contains("6.0"),
+        "{hooks}"
+    );
+    let eval: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(format!("{out}/eval.json")).expect("eval.json"),
+    )
+    .expect("valid JSON");
+    // The toy classes are bands of bright rows: the consistency term must not stop the model
+    // from learning them (AugMix's rotations and shears move the bands only a little).
+    let accuracy = eval["accuracy"].as_f64().expect("accuracy");
+    assert!(accuracy > 0.8, "test accuracy {accuracy}");
+    assert_fails_with(
+        &[
+            "train", "--data", data, "--augmix", "--mixup", "0.8", "--epochs", "1",
+        ],
+        &["--augmix", "--mixup"],
+    );
+    // A setting of AugMix without --augmix is a usage error (clap's exit code 2).
+    let output = run(&["train", "--data", data, "--augmix-lambda", "3"]);
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("--augmix"), "{}", stderr(&output));
+}

@@ -5,10 +5,12 @@
 //! the caller passes, so the loader can make each sample's augmentation a pure function
 //! of `(seed, epoch, position)`.
 
+mod augmix;
 mod cutout;
 mod rand_augment;
 mod strong;
 
+pub use augmix::{AugMix, AUGMIX_OPS};
 pub use cutout::{cutout, CUTOUT_FILL};
 pub use rand_augment::{apply_op, RandAugment, RandAugmentOp, MAX_MAGNITUDE};
 pub use strong::StrongAugment;

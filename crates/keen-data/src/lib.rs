@@ -30,6 +30,7 @@ mod gzip;
 pub mod idx;
 pub mod loader;
 pub mod noise_images;
+pub mod sampling;
 pub mod source;
 pub mod split;
 pub mod subset;

@@ -15,6 +15,7 @@ pub mod attention;
 pub mod botnet;
 pub mod channel_gate;
 pub mod cnn_small;
+pub mod cnn_wong;
 pub mod deit;
 pub mod drop_path;
 pub mod error;

@@ -88,6 +88,12 @@ pub static REGISTRY: &[ModelEntry] = &[
         },
     },
     ModelEntry {
+        name: "cnn-wong",
+        summary:
+            "Wong & Kolter's small MNIST CNN: two 4x4 stride-2 convs, 100-wide hidden (166k params)",
+        build: |spec, device| Ok(KeenModel::Graph(crate::cnn_wong::build(spec, device)?)),
+    },
+    ModelEntry {
         name: "resnet8",
         summary: "CIFAR-style ResNet, 1 basic block per stage, widths 16/32/64",
         build: |spec, device| Ok(KeenModel::ResNet(ResNet::new(spec, 1, device)?)),

@@ -119,7 +119,7 @@ impl TrainConfig {
         };
         match model {
             // Small and fast: Adam converges in a few epochs without augmentation.
-            "cnn-small" | "cnn-madry" => Self {
+            "cnn-small" | "cnn-madry" | "cnn-wong" => Self {
                 epochs: 4,
                 optimizer: OptimizerKind::AdamW,
                 lr: 2e-3,

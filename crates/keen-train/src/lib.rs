@@ -15,6 +15,7 @@ pub mod adversarial;
 pub mod bench;
 pub mod checkpoint;
 pub mod config;
+pub mod consistency;
 pub mod curves;
 pub mod error;
 pub mod evaluate;

@@ -99,40 +99,6 @@ impl MixDraw {
     }
 }
 
-/// A Gamma(shape, 1) sample (Marsaglia and Tsang 2000; shape < 1 by the boost
-/// `Gamma(a) = Gamma(a + 1)·U^{1/a}`).
-fn gamma(rng: &mut impl Rng, shape: f64) -> f64 {
-    if shape < 1.0 {
-        let u: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-        return gamma(rng, shape + 1.0) * u.powf(1.0 / shape);
-    }
-    let d = shape - 1.0 / 3.0;
-    let c = 1.0 / (9.0 * d).sqrt();
-    loop {
-        // A standard normal by Box-Muller.
-        let (u1, u2): (f64, f64) = (rng.random::<f64>().max(f64::MIN_POSITIVE), rng.random());
-        let x = (-2.0 * u1.ln()).sqrt() * (2.0 * std::f64::consts::PI * u2).cos();
-        let v = (1.0 + c * x).powi(3);
-        if v <= 0.0 {
-            continue;
-        }
-        let u: f64 = rng.random::<f64>().max(f64::MIN_POSITIVE);
-        if u.ln() < 0.5 * x * x + d - d * v + d * v.ln() {
-            return d * v;
-        }
-    }
-}
-
-/// A Beta(α, α) sample.
-fn beta(rng: &mut impl Rng, alpha: f64) -> f64 {
-    let (a, b) = (gamma(rng, alpha), gamma(rng, alpha));
-    if a + b <= 0.0 {
-        0.5
-    } else {
-        a / (a + b)
-    }
-}
-
 /// Draws how the batch whose dataset positions are `indices` is mixed, for `[h, w]` images.
 pub fn draw(config: &MixConfig, seed: u64, indices: &[usize], [h, w]: [usize; 2]) -> MixDraw {
     // FNV-1a over the indices: the same batch of the same run always draws the same mix.
@@ -150,10 +116,10 @@ pub fn draw(config: &MixConfig, seed: u64, indices: &[usize], [h, w]: [usize; 2]
         _ => false,
     };
     if !use_cutmix {
-        let lambda = beta(&mut rng, config.mixup_alpha as f64) as f32;
+        let lambda = keen_data::sampling::beta(&mut rng, config.mixup_alpha as f64) as f32;
         return MixDraw::Mixup { lambda };
     }
-    let lambda = beta(&mut rng, config.cutmix_alpha as f64);
+    let lambda = keen_data::sampling::beta(&mut rng, config.cutmix_alpha as f64);
     // A box of area (1 − λ)·h·w centred uniformly, clipped to the image (timm's rand_bbox).
     let cut = (1.0 - lambda).sqrt();
     let (cut_h, cut_w) = ((h as f64 * cut) as usize, (w as f64 * cut) as usize);
@@ -373,24 +339,6 @@ mod tests {
             draw(&MixConfig::default(), 1, &indices, [28, 28]),
             MixDraw::None
         );
-    }
-
-    #[test]
-    fn beta_samples_have_the_right_mean_and_spread() {
-        let mut rng = ChaCha8Rng::seed_from_u64(3);
-        for alpha in [0.2, 0.8, 1.0, 2.0] {
-            let samples: Vec<f64> = (0..20_000).map(|_| beta(&mut rng, alpha)).collect();
-            let mean = samples.iter().sum::<f64>() / samples.len() as f64;
-            let var =
-                samples.iter().map(|s| (s - mean).powi(2)).sum::<f64>() / samples.len() as f64;
-            // Beta(α, α): mean 1/2, variance 1 / (4(2α + 1)).
-            assert!((mean - 0.5).abs() < 0.01, "α {alpha}: mean {mean}");
-            let expected = 1.0 / (4.0 * (2.0 * alpha + 1.0));
-            assert!(
-                (var - expected).abs() < 0.01,
-                "α {alpha}: var {var} vs {expected}"
-            );
-        }
     }
 
     #[test]

@@ -16,6 +16,9 @@ pub enum Decay {
         /// Final learning rate as a fraction of the peak.
         min_factor: f64,
     },
+    /// A straight line from the peak down to zero at the last step: with warm-up, the
+    /// triangular "one-cycle" schedule of Wong et al.'s fast adversarial training.
+    Linear,
     /// Multiply by `gamma` every `every_epochs` epochs.
     Step {
         /// Epochs between decays.
@@ -53,6 +56,11 @@ impl LrSchedule {
                 let progress = ((step - self.warmup_steps) as f64 / span as f64).min(1.0);
                 let cosine = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
                 self.peak_lr * (min_factor + (1.0 - min_factor) * cosine)
+            }
+            Decay::Linear => {
+                let span = self.total_steps.saturating_sub(self.warmup_steps).max(1);
+                let progress = ((step - self.warmup_steps) as f64 / span as f64).min(1.0);
+                self.peak_lr * (1.0 - progress)
             }
             Decay::Step {
                 every_epochs,
@@ -97,6 +105,15 @@ mod tests {
         for step in 10..110 {
             assert!(s.lr_at(step + 1) <= s.lr_at(step));
         }
+    }
+
+    #[test]
+    fn linear_decay_is_a_straight_line_to_zero() {
+        let s = schedule(Decay::Linear);
+        assert!((s.lr_at(10) - 0.1).abs() < 1e-12);
+        assert!((s.lr_at(60) - 0.05).abs() < 1e-12);
+        assert!((s.lr_at(85) - 0.025).abs() < 1e-12);
+        assert!(s.lr_at(110).abs() < 1e-12);
     }
 
     #[test]

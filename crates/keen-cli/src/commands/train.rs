@@ -20,6 +20,8 @@ use crate::output::write_json;
 pub enum ScheduleArg {
     /// Half a cosine down to zero.
     Cosine,
+    /// A straight line down to zero (with --warmup-epochs: the triangular one-cycle).
+    Linear,
     /// Multiply by --gamma every --step-every epochs.
     Step,
     /// No decay.
@@ -121,6 +123,17 @@ pub struct TrainArgs {
     /// Probability of CutMix rather than mixup when both are on.
     #[arg(long, value_name = "P")]
     pub mix_switch_prob: Option<f32>,
+    /// AugMix consistency (Hendrycks et al. 2020): two AugMix views of every image join it in
+    /// the batch, and a Jensen-Shannon term ties the three predictions together (keen train
+    /// only; triples the cost of a step).
+    #[arg(long)]
+    pub augmix: bool,
+    /// Weight of the Jensen-Shannon term (with --augmix; the paper's 12).
+    #[arg(long, value_name = "LAMBDA", requires = "augmix")]
+    pub augmix_lambda: Option<f32>,
+    /// Largest AugMix op magnitude on RandAugment's 0..=10 scale (with --augmix; the paper's 3).
+    #[arg(long, value_name = "S", requires = "augmix")]
+    pub augmix_severity: Option<u32>,
     /// Stochastic depth: drop-path rate of the last transformer block, linearly less before
     /// (ViT and DeiT models; 0 = off; DeiT-tiny uses 0.1).
     #[arg(long, value_name = "P")]
@@ -324,6 +337,7 @@ fn resolve_config(args: &TrainArgs) -> Result<TrainConfig> {
         config.decay = match schedule {
             ScheduleArg::Cosine => Decay::Cosine { min_factor: 0.0 },
             ScheduleArg::Constant => Decay::Constant,
+            ScheduleArg::Linear => Decay::Linear,
             ScheduleArg::Step => Decay::Step {
                 every_epochs: args.step_every,
                 gamma: args.gamma,
@@ -340,9 +354,44 @@ pub fn run(args: TrainArgs) -> Result<()> {
             adversarial_training(&args.adversarial, config, dataset, options)
         });
     }
+    if args.augmix {
+        return run_with(
+            &args,
+            "AugMix consistency training",
+            |config, dataset, options| augmix_training(&args, config, dataset, options),
+        );
+    }
     run_with(&args, "training", |config, dataset, options| {
         Ok(keen_train::train(config, dataset, options)?)
     })
+}
+
+/// AugMix consistency hooks from the options, then the run.
+fn augmix_training(
+    args: &TrainArgs,
+    config: &TrainConfig,
+    dataset: &ImageDataset,
+    options: &TrainOptions,
+) -> Result<TrainSummary> {
+    use keen_train::consistency::{AugMixConsistency, AugMixTraining};
+    let mut consistency = AugMixConsistency::default();
+    if let Some(lambda) = args.augmix_lambda {
+        consistency.lambda = lambda;
+    }
+    if let Some(severity) = args.augmix_severity {
+        consistency.augmix.severity = severity;
+    }
+    let normalization = keen_data::loader::Normalization::fit(dataset);
+    let mut hooks = AugMixTraining::new(
+        consistency,
+        normalization,
+        dataset.image_shape(),
+        config.seed,
+    )?;
+    eprintln!("AugMix consistency: {consistency:?}");
+    Ok(keen_train::train_with(
+        config, dataset, options, None, &mut hooks,
+    )?)
 }
 
 /// Resolves `args`, loads the data, runs `trainer` (plain training, distillation, ...), then
@@ -364,6 +413,18 @@ pub fn run_with(
         args.adversarial.adversarial.is_none()
             || (args.semi.labels_per_class.is_none() && args.steps_per_epoch.is_none()),
         "--labels-per-class, --fixmatch and --steps-per-epoch cannot be combined with --adversarial yet"
+    );
+    anyhow::ensure!(
+        !args.augmix || verb == "AugMix consistency training",
+        "--augmix is only supported by keen train"
+    );
+    anyhow::ensure!(
+        !args.augmix
+            || (args.adversarial.adversarial.is_none()
+                && !args.semi.fixmatch
+                && args.mixup.is_none()
+                && args.cutmix.is_none()),
+        "--augmix cannot be combined with --adversarial, --fixmatch, --mixup or --cutmix"
     );
     let config = resolve_config(args)?;
     let (device, extra_devices) = parse_devices(&args.device)?;

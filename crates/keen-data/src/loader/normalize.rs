@@ -78,6 +78,35 @@ impl Normalization {
         }
     }
 
+    /// The inverse of [`Self::apply`]: normalized CHW values back to `u8` pixels (rounded and
+    /// clamped), for augmentations that run on batches the loader already normalized.
+    ///
+    /// # Panics
+    /// If `out.len() != normalized.len()` or the length is not a multiple of the channel count.
+    pub fn invert(&self, normalized: &[f32], out: &mut [u8]) {
+        assert_eq!(normalized.len(), out.len(), "invert: lengths differ");
+        let c = self.mean.len();
+        let plane = normalized.len().checked_div(c).unwrap_or(0);
+        assert!(
+            c > 0 && plane * c == normalized.len(),
+            "invert: {} values do not split into {c} channels",
+            normalized.len()
+        );
+        if plane == 0 {
+            return;
+        }
+        for (ch, (src, dst)) in normalized
+            .chunks_exact(plane)
+            .zip(out.chunks_exact_mut(plane))
+            .enumerate()
+        {
+            let (scale, shift) = (255.0 * self.std[ch], 255.0 * self.mean[ch]);
+            for (s, d) in src.iter().zip(dst) {
+                *d = (s * scale + shift).round().clamp(0.0, 255.0) as u8;
+            }
+        }
+    }
+
     /// Normalizes one CHW image into `out` (same length).
     ///
     /// # Panics
@@ -155,5 +184,19 @@ mod tests {
         }
         Normalization::identity(1).apply(&[0, 255], &mut out[..2]);
         assert_eq!(&out[..2], &[0.0, 1.0]);
+    }
+
+    #[test]
+    fn invert_recovers_every_pixel_value() {
+        let n = Normalization {
+            mean: vec![0.2861, 0.5],
+            std: vec![0.3530, 0.01],
+        };
+        let img: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
+        let mut normalized = vec![0f32; img.len()];
+        n.apply(&img, &mut normalized);
+        let mut back = vec![0u8; img.len()];
+        n.invert(&normalized, &mut back);
+        assert_eq!(back, img);
     }
 }
