@@ -21,6 +21,7 @@ pub mod error;
 pub mod feature_map;
 pub mod flops;
 pub mod graph;
+pub mod linear_quant;
 pub mod mobilenet_v2;
 mod params;
 pub mod registry;
