@@ -1,5 +1,5 @@
 //! `keen explain` end to end: heat-map PNGs and explain.json for a saved ViT (attention
-//! rollout), a saved CNN (Grad-CAM) and a head-pruned ViT.
+//! rollout), saved CNNs with and without a graph form (Grad-CAM) and a head-pruned ViT.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -60,12 +60,22 @@ fn explain_writes_a_heat_map_per_image_for_vits_and_cnns() {
             path.to_string_lossy().into_owned()
         })
         .collect();
-    for (model, method, layer) in [
-        ("vit-tiny", "attention-rollout", None),
-        ("vit-tiny-pruned", "attention-rollout", None),
-        ("deit-tiny", "attention-rollout", None),
-        ("resnet8", "grad-cam", Some("blocks.2.relu2")),
-        ("cnn-small", "grad-cam", None),
+    // (model, method, --layer, the layer explain.json must name)
+    for (model, method, layer, reported) in [
+        ("vit-tiny", "attention-rollout", None, None),
+        ("vit-tiny-pruned", "attention-rollout", None, None),
+        ("deit-tiny", "attention-rollout", None, None),
+        (
+            "resnet8",
+            "grad-cam",
+            Some("blocks.0.relu2"),
+            Some("blocks.0.relu2"),
+        ),
+        ("cnn-small", "grad-cam", None, Some("pool2")),
+        // No graph form: Grad-CAM on the last spatial map through the features split.
+        ("resnet20-se", "grad-cam", None, Some("blocks.8.relu2")),
+        ("resnet20-gc", "grad-cam", None, Some("blocks.8.relu2")),
+        ("resnet20-bot", "grad-cam", None, Some("bot_blocks.2.relu2")),
     ] {
         let file = dir.path().join(format!("{model}.safetensors"));
         save_untrained(model.trim_end_matches("-pruned"), &file);
@@ -103,8 +113,9 @@ fn explain_writes_a_heat_map_per_image_for_vits_and_cnns() {
             assert!((0.0..=1.0).contains(&p));
             assert!(entry["index"].as_u64().expect("index") < 10);
         }
-        if let Some(layer) = layer {
-            assert_eq!(report["layer"], layer);
+        match reported {
+            Some(layer) => assert_eq!(report["layer"], layer, "{model}"),
+            None => assert!(report.get("layer").is_none(), "{model}"),
         }
     }
 
@@ -120,6 +131,21 @@ fn explain_writes_a_heat_map_per_image_for_vits_and_cnns() {
     ]);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stderr).contains("no feature map named 'nope'"));
+    let gated = dir.path().join("resnet20-se.safetensors");
+    let output = keen(&[
+        "explain",
+        "--model",
+        gated.to_str().expect("utf8"),
+        "--layer",
+        "blocks.0.relu2",
+        &images[0],
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("graph form") && stderr.contains("blocks.8.relu2"),
+        "{stderr}"
+    );
     let vit = dir.path().join("vit-tiny.safetensors");
     let output = keen(&[
         "explain",

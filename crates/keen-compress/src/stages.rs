@@ -23,6 +23,7 @@ use crate::prune::{
 use crate::quantize::{
     calibrate, enable, prepare, sensitivity_scan, CalibrationConfig, SensitivityReport,
 };
+use crate::quantize_linear::{calibrate_linear, enable_linear, quantizes_in_place};
 use crate::teacher::SavedModel;
 use crate::CompressError;
 
@@ -218,7 +219,7 @@ pub struct PtqReport {
 }
 
 /// Post-training quantization of the model saved at `model_path`: lower, fold, calibrate on
-/// training images, optionally scan layer sensitivity on the validation split and keep the
+/// training images (a ViT or DeiT: calibrate its layers in place, no scan), optionally scan layer sensitivity on the validation split and keep the
 /// costliest layers in float (`max_drop`, in accuracy points as a fraction, e.g. 0.005), and save
 /// the fake-quantized graph to `out_path`.
 pub fn post_training_quantize(
@@ -232,6 +233,34 @@ pub fn post_training_quantize(
 ) -> Result<PtqReport, CompressError> {
     let saved = SavedModel::load(model_path, device)?;
     saved.check_fits(dataset, model_path)?;
+    if quantizes_in_place(&saved.loaded.model) {
+        if scan || max_drop.is_some() {
+            return Err(CompressError::BadConfig(
+                "the sensitivity scan (--scan, --max-drop) needs a graph form; vit and deit \
+                 models quantize every layer with weights"
+                    .into(),
+            ));
+        }
+        let shared = Arc::new(dataset.clone());
+        let (train_idx, _) = split_for(&saved, dataset);
+        let ranges = calibrate_linear(
+            &saved.loaded.model,
+            &shared,
+            &train_idx,
+            &saved.normalization,
+            calibration,
+            device,
+        )?;
+        let quantized = enable_linear(saved.loaded.model.valid(), ranges, false)?;
+        let metadata = ptq_metadata(&saved, model_path, calibration);
+        keen_models::weights::save(&quantized, &saved.loaded.spec, &metadata, out_path)?;
+        return Ok(PtqReport {
+            calibration: calibration.clone(),
+            folded_batch_norms: 0,
+            sensitivity: None,
+            model_path: out_path.to_path_buf(),
+        });
+    }
     let input = saved.loaded.spec.input_shape();
     let lowered = saved.loaded.model.valid().to_graph(input)?;
     let norms = lowered.norms.len();
@@ -261,12 +290,7 @@ pub fn post_training_quantize(
         graph = scanned;
         sensitivity = Some(report);
     }
-    let mut metadata = saved.loaded.metadata.clone();
-    metadata.insert(
-        "keen.compression".into(),
-        serde_json::json!({ "stage": "ptq", "source": display_name(model_path), "calibration": calibration })
-            .to_string(),
-    );
+    let metadata = ptq_metadata(&saved, model_path, calibration);
     keen_models::weights::save(
         &KeenModel::Graph(graph),
         &saved.loaded.spec,
@@ -279,6 +303,21 @@ pub fn post_training_quantize(
         sensitivity,
         model_path: out_path.to_path_buf(),
     })
+}
+
+/// The float model's metadata plus what post-training quantization did.
+fn ptq_metadata(
+    saved: &SavedModel,
+    model_path: &Path,
+    calibration: &CalibrationConfig,
+) -> std::collections::BTreeMap<String, String> {
+    let mut metadata = saved.loaded.metadata.clone();
+    metadata.insert(
+        "keen.compression".into(),
+        serde_json::json!({ "stage": "ptq", "source": display_name(model_path), "calibration": calibration })
+            .to_string(),
+    );
+    metadata
 }
 
 /// The training and validation indices the model's own run used (from its stored config), or
@@ -303,7 +342,8 @@ fn split_for(saved: &SavedModel, dataset: &ImageDataset) -> (Vec<usize>, Vec<usi
 
 /// Quantization-aware training: the model saved at `student_path` is lowered, folded,
 /// calibrated, and trained through fake quantization (observers on) with `config`'s schedule,
-/// distilling from `teacher` when one is given.
+/// distilling from `teacher` when one is given. A ViT or DeiT is not lowered: its layers with
+/// weights are fake-quantized in place.
 pub fn quantization_aware_training(
     config: &TrainConfig,
     dataset: &ImageDataset,
@@ -314,20 +354,32 @@ pub fn quantization_aware_training(
 ) -> Result<TrainSummary, CompressError> {
     let student = SavedModel::load(student_path, &options.device)?;
     student.check_fits(dataset, student_path)?;
-    let graph = prepare(&student.loaded.model, student.loaded.spec.input_shape())?;
     let shared = Arc::new(dataset.clone());
     let (train_idx, _) =
         keen_data::split::train_val_split(dataset.len(), config.val_fraction, config.seed);
-    let ranges = calibrate(
-        &graph,
-        &shared,
-        &train_idx,
-        &student.normalization,
-        calibration,
-        &options.device,
-    );
-    let graph = enable(graph, ranges, true);
-    let initial = KeenModel::Graph(graph).to_device(&options.device.clone().autodiff());
+    let quantized = if quantizes_in_place(&student.loaded.model) {
+        let ranges = calibrate_linear(
+            &student.loaded.model,
+            &shared,
+            &train_idx,
+            &student.normalization,
+            calibration,
+            &options.device,
+        )?;
+        enable_linear(student.loaded.model, ranges, true)?
+    } else {
+        let graph = prepare(&student.loaded.model, student.loaded.spec.input_shape())?;
+        let ranges = calibrate(
+            &graph,
+            &shared,
+            &train_idx,
+            &student.normalization,
+            calibration,
+            &options.device,
+        );
+        KeenModel::Graph(enable(graph, ranges, true))
+    };
+    let initial = quantized.to_device(&options.device.clone().autodiff());
     let inner = loss_hooks(config, dataset, options, teacher)?;
     // A pruned student stays pruned: its zeros become fixed masks for the whole run.
     let sparsity = crate::prune::magnitude::weight_sparsity(&initial);

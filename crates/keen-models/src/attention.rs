@@ -16,6 +16,7 @@ use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::{Int, TensorData};
 
 use crate::flops::linear_macs;
+use crate::linear_quant::QuantPoints;
 use crate::ModelError;
 
 /// Multi-head self-attention with a fused query/key/value projection.
@@ -77,10 +78,10 @@ impl SelfAttention {
     }
 
     /// Queries, keys and values, each `[batch, heads, n, head_dim]`.
-    fn split_qkv(&self, tokens: Tensor<3>) -> [Tensor<4>; 3] {
+    fn split_qkv(&self, tokens: Tensor<3>, points: QuantPoints) -> [Tensor<4>; 3] {
         let [batch, n, _] = tokens.dims();
         let inner = self.inner();
-        let qkv = self.qkv.forward(tokens);
+        let qkv = points.linear(0, &self.qkv, tokens);
         [0, 1, 2].map(|i| {
             qkv.clone()
                 .narrow(2, i * inner, inner)
@@ -90,34 +91,52 @@ impl SelfAttention {
     }
 
     /// The heads' outputs `[batch, heads, n, head_dim]` joined and projected to `[batch, n, dim]`.
-    fn project(&self, context: Tensor<4>) -> Tensor<3> {
+    fn project(&self, context: Tensor<4>, points: QuantPoints) -> Tensor<3> {
         let [batch, _, n, _] = context.dims();
-        self.proj
-            .forward(context.swap_dims(1, 2).reshape([batch, n, self.inner()]))
+        let joined = context.swap_dims(1, 2).reshape([batch, n, self.inner()]);
+        points.linear(1, &self.proj, joined)
     }
 
     /// Attends over `tokens` `[batch, n, dim]`.
     pub fn forward(&self, tokens: Tensor<3>) -> Tensor<3> {
-        let [q, k, v] = self.split_qkv(tokens);
+        self.forward_through(tokens, QuantPoints::FLOAT)
+    }
+
+    /// [`forward`](Self::forward) with `qkv` and `proj` through quantization points 0 and 1 of
+    /// `points`.
+    pub fn forward_through(&self, tokens: Tensor<3>, points: QuantPoints) -> Tensor<3> {
+        let [q, k, v] = self.split_qkv(tokens, points);
         let context = attention(q, k, v, None, None, AttentionModuleOptions::default());
-        self.project(context)
+        self.project(context, points)
     }
 
     /// Each head's output before the output projection, `[batch, heads, n, head_dim]`, and the
     /// attention probabilities `[batch, heads, n, n]` (row `i`: how token `i` spreads its
     /// attention), computed with an explicit softmax so the probabilities can be read.
     pub fn head_outputs(&self, tokens: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
-        let [q, k, v] = self.split_qkv(tokens);
+        self.head_outputs_through(tokens, QuantPoints::FLOAT)
+    }
+
+    fn head_outputs_through(
+        &self,
+        tokens: Tensor<3>,
+        points: QuantPoints,
+    ) -> (Tensor<4>, Tensor<4>) {
+        let [q, k, v] = self.split_qkv(tokens, points);
         let scale = 1.0 / (self.head_dim as f64).sqrt();
         let probs = softmax(q.matmul(k.swap_dims(2, 3)).mul_scalar(scale), 3);
         (probs.clone().matmul(v), probs)
     }
 
-    /// [`forward`](Self::forward)'s result (to float rounding) and the attention probabilities
-    /// `[batch, heads, n, n]`.
-    pub fn forward_with_attention(&self, tokens: Tensor<3>) -> (Tensor<3>, Tensor<4>) {
-        let (context, probs) = self.head_outputs(tokens);
-        (self.project(context), probs)
+    /// [`forward_through`](Self::forward_through)'s result (to float rounding) and the
+    /// attention probabilities `[batch, heads, n, n]`.
+    pub fn forward_with_attention(
+        &self,
+        tokens: Tensor<3>,
+        points: QuantPoints,
+    ) -> (Tensor<3>, Tensor<4>) {
+        let (context, probs) = self.head_outputs_through(tokens, points);
+        (self.project(context, points), probs)
     }
 
     fn check_heads(&self, heads: &[usize], keep: bool) -> Result<(), ModelError> {
@@ -295,7 +314,7 @@ mod tests {
         let device = Device::flex();
         let attn = SelfAttention::new(12, 3, &device);
         let x = tokens(&device);
-        let (out, probs) = attn.forward_with_attention(x.clone());
+        let (out, probs) = attn.forward_with_attention(x.clone(), QuantPoints::FLOAT);
         out.into_data()
             .assert_approx_eq::<f32>(&attn.forward(x).into_data(), Tolerance::absolute(1e-5));
         assert_eq!(probs.dims(), [2, 3, 5, 5]);

@@ -20,6 +20,7 @@ use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::TensorData;
 
+use crate::feature_map::{global_avg_pool, SpatialFeatures};
 use crate::flops::{conv2d_macs, linear_macs};
 use crate::resnet::{conv3x3, BasicBlock, Projection, STAGE_WIDTHS};
 use crate::{ImageClassifier, ModelError, ModelSpec};
@@ -283,8 +284,10 @@ impl BotNet {
     }
 }
 
-impl ImageClassifier for BotNet {
-    fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
+impl SpatialFeatures for BotNet {
+    /// The attention stage's output: attention layers keep the map's layout, so it is the
+    /// last spatial map as in a ResNet.
+    fn forward_feature_map(&self, images: Tensor<4>) -> Tensor<4> {
         let mut x = relu(self.stem_bn.forward(self.stem.forward(images)));
         for block in &self.blocks {
             x = block.forward(x);
@@ -292,7 +295,24 @@ impl ImageClassifier for BotNet {
         for block in &self.bot_blocks {
             x = block.forward(x);
         }
-        x.mean_dim(3).mean_dim(2).flatten::<2>(1, 3)
+        x
+    }
+
+    fn features_of_map(&self, map: Tensor<4>) -> Tensor<2> {
+        global_avg_pool(map)
+    }
+
+    fn feature_map_name(&self) -> String {
+        format!(
+            "bot_blocks.{}.relu2",
+            self.bot_blocks.len().saturating_sub(1)
+        )
+    }
+}
+
+impl ImageClassifier for BotNet {
+    fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
+        self.features_of_map(self.forward_feature_map(images))
     }
 
     fn forward_head(&self, features: Tensor<2>) -> Tensor<2> {

@@ -13,6 +13,7 @@ use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 
+use crate::feature_map::SpatialFeatures;
 use crate::flops::{conv2d_macs, linear_macs};
 use crate::graph::{GraphBuilder, GraphNet, OpDef};
 use crate::{ImageClassifier, ModelError, ModelSpec};
@@ -113,11 +114,25 @@ impl CnnSmall {
     }
 }
 
+impl SpatialFeatures for CnnSmall {
+    /// The second convolution's pooled output, the last map before the fully-connected layers.
+    fn forward_feature_map(&self, images: Tensor<4>) -> Tensor<4> {
+        let x = self.pool.forward(relu(self.conv1.forward(images)));
+        self.pool.forward(relu(self.conv2.forward(x)))
+    }
+
+    fn features_of_map(&self, map: Tensor<4>) -> Tensor<2> {
+        relu(self.fc1.forward(map.flatten::<2>(1, 3)))
+    }
+
+    fn feature_map_name(&self) -> String {
+        "pool2".into()
+    }
+}
+
 impl ImageClassifier for CnnSmall {
     fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self.pool.forward(relu(self.conv1.forward(images)));
-        let x = self.pool.forward(relu(self.conv2.forward(x)));
-        relu(self.fc1.forward(x.flatten::<2>(1, 3)))
+        self.features_of_map(self.forward_feature_map(images))
     }
 
     fn forward_head(&self, features: Tensor<2>) -> Tensor<2> {

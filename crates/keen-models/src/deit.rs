@@ -13,9 +13,11 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::prelude::*;
 
 use crate::flops::linear_macs;
+use crate::graph::quant::QuantState;
+use crate::linear_quant::QuantPoints;
 use crate::vit::{
-    blocks_of_shapes, map_blocks, patch_tokens, set_drop_path, AttentionMaps, Block, BlockShape,
-    VitConfig,
+    block_points, blocks_of_shapes, check_quant_state, head_point, map_blocks, patch_tokens,
+    set_drop_path, AttentionMaps, Block, BlockShape, VitConfig,
 };
 use crate::{ImageClassifier, ModelError, ModelSpec};
 
@@ -35,6 +37,10 @@ pub struct Deit {
     heads: usize,
     mlp_dim: usize,
     in_channels: usize,
+    /// Fake quantization of the layers with weights ([`crate::linear_quant`]); off by default.
+    /// The distillation head's input is the point after the class head's.
+    #[module(skip)]
+    quant: QuantState,
 }
 
 impl Deit {
@@ -65,7 +71,20 @@ impl Deit {
             heads: config.heads,
             mlp_dim: config.mlp_dim,
             in_channels: channels,
+            quant: QuantState::default(),
         })
+    }
+
+    /// Quantization settings and ranges of its layers with weights.
+    pub fn quant_state(&self) -> &QuantState {
+        &self.quant
+    }
+
+    /// The same DeiT with `state`'s fake quantization (clones made before no longer share it).
+    pub fn with_quant(mut self, state: QuantState) -> Result<Self, ModelError> {
+        check_quant_state(&state, self.blocks.len(), 2)?;
+        self.quant = state;
+        Ok(self)
     }
 
     /// The same DeiT with stochastic depth at `rate` on its last block (linearly less before).
@@ -119,7 +138,7 @@ impl Deit {
     /// Class, distillation and patch tokens with positions: the first block's input.
     fn embed(&self, images: Tensor<4>) -> Tensor<3> {
         let batch = images.dims()[0];
-        let patches = patch_tokens(&self.patch_embed, images);
+        let patches = patch_tokens(&self.patch_embed, images, QuantPoints::new(&self.quant));
         let cls = self.cls_token.val().expand([batch, 1, self.dim]);
         let dist = self.dist_token.val().expand([batch, 1, self.dim]);
         Tensor::cat(vec![cls, dist, patches], 1) + self.pos_embed.val()
@@ -135,8 +154,9 @@ impl Deit {
         let [_, _, height, width] = images.dims();
         let mut x = self.embed(images);
         let mut layers = Vec::with_capacity(self.blocks.len());
-        for block in &self.blocks {
-            let (next, probs) = block.forward_with_attention(x);
+        let points = QuantPoints::new(&self.quant);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let (next, probs) = block.forward_with_attention(x, block_points(points, i));
             x = next;
             layers.push(probs);
         }
@@ -151,7 +171,12 @@ impl Deit {
     fn heads_from_features(&self, features: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
         let cls = features.clone().narrow(1, 0, self.dim);
         let dist = features.narrow(1, self.dim, self.dim);
-        (self.head.forward(cls), self.head_dist.forward(dist))
+        let points = QuantPoints::new(&self.quant);
+        let head = head_point(self.blocks.len());
+        (
+            points.linear(head, &self.head, cls),
+            points.linear(head + 1, &self.head_dist, dist),
+        )
     }
 }
 
@@ -159,8 +184,9 @@ impl ImageClassifier for Deit {
     /// The normalised class and distillation tokens side by side, `[batch, 2·dim]`.
     fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = self.embed(images);
-        for block in &self.blocks {
-            x = block.forward(x);
+        let points = QuantPoints::new(&self.quant);
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(x, block_points(points, i));
         }
         self.features_of_tokens(x)
     }

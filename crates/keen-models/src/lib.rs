@@ -19,8 +19,10 @@ pub mod cnn_wong;
 pub mod deit;
 pub mod drop_path;
 pub mod error;
+pub mod feature_map;
 pub mod flops;
 pub mod graph;
+pub mod linear_quant;
 pub mod mobilenet_v2;
 mod params;
 pub mod registry;
@@ -29,6 +31,7 @@ pub mod vit;
 pub mod weights;
 
 pub use error::ModelError;
+pub use feature_map::SpatialFeatures;
 pub use params::{nonzero_trainable_params, trainable_params};
 pub use registry::{available_models, build_model, find_model, KeenModel, ModelEntry, ModelSpec};
 
@@ -50,7 +53,10 @@ pub trait ImageClassifier {
     /// Number of classes the head predicts.
     fn num_classes(&self) -> usize;
     /// Replaces the classifier with a freshly initialised one for `num_classes` classes.
-    fn reset_classifier(self, num_classes: usize, device: &Device) -> Self;
+    /// (`Self: Sized` keeps the trait usable as `dyn`, e.g. behind [`SpatialFeatures`].)
+    fn reset_classifier(self, num_classes: usize, device: &Device) -> Self
+    where
+        Self: Sized;
     /// Multiply-accumulate operations for one image of shape `[channels, height, width]`.
     fn macs(&self, input: [usize; 3]) -> u64;
 }

@@ -9,6 +9,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 
+use crate::feature_map::{global_avg_pool, SpatialFeatures};
 use crate::flops::{conv2d_macs, conv_out, linear_macs};
 use crate::graph::{GraphBuilder, GraphNet, OpDef, ValueId};
 use crate::{ImageClassifier, ModelError, ModelSpec};
@@ -197,14 +198,27 @@ impl MobileNetV2 {
     }
 }
 
-impl ImageClassifier for MobileNetV2 {
-    fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
+impl SpatialFeatures for MobileNetV2 {
+    fn forward_feature_map(&self, images: Tensor<4>) -> Tensor<4> {
         let mut x = relu6(self.stem.forward(images));
         for block in &self.blocks {
             x = block.forward(x);
         }
-        let x = relu6(self.last.forward(x));
-        x.mean_dim(3).mean_dim(2).flatten::<2>(1, 3)
+        relu6(self.last.forward(x))
+    }
+
+    fn features_of_map(&self, map: Tensor<4>) -> Tensor<2> {
+        global_avg_pool(map)
+    }
+
+    fn feature_map_name(&self) -> String {
+        "last_relu".into()
+    }
+}
+
+impl ImageClassifier for MobileNetV2 {
+    fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
+        self.features_of_map(self.forward_feature_map(images))
     }
 
     fn forward_head(&self, features: Tensor<2>) -> Tensor<2> {

@@ -14,6 +14,7 @@ use burn::prelude::*;
 use burn::tensor::activation::relu;
 
 use crate::channel_gate::{ChannelGate, GateKind};
+use crate::feature_map::{global_avg_pool, SpatialFeatures};
 use crate::flops::{conv2d_macs, conv_out, linear_macs};
 use crate::graph::{GraphBuilder, GraphNet, OpDef, ValueId};
 use crate::{ImageClassifier, ModelError, ModelSpec};
@@ -243,14 +244,27 @@ impl ResNet {
     }
 }
 
-impl ImageClassifier for ResNet {
-    fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
+impl SpatialFeatures for ResNet {
+    fn forward_feature_map(&self, images: Tensor<4>) -> Tensor<4> {
         let mut x = relu(self.stem_bn.forward(self.stem.forward(images)));
         for block in &self.blocks {
             x = block.forward(x);
         }
-        // Global average pooling over height and width.
-        x.mean_dim(3).mean_dim(2).flatten::<2>(1, 3)
+        x
+    }
+
+    fn features_of_map(&self, map: Tensor<4>) -> Tensor<2> {
+        global_avg_pool(map)
+    }
+
+    fn feature_map_name(&self) -> String {
+        format!("blocks.{}.relu2", self.blocks.len().saturating_sub(1))
+    }
+}
+
+impl ImageClassifier for ResNet {
+    fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
+        self.features_of_map(self.forward_feature_map(images))
     }
 
     fn forward_head(&self, features: Tensor<2>) -> Tensor<2> {

@@ -16,6 +16,8 @@ use burn::tensor::{Int, TensorData};
 pub use crate::attention::{AttentionMaps, SelfAttention};
 use crate::drop_path::{linear_rates, DropPath};
 use crate::flops::linear_macs;
+use crate::graph::quant::QuantState;
+use crate::linear_quant::{QuantPoints, POINTS_PER_BLOCK};
 use crate::{ImageClassifier, ModelError, ModelSpec};
 
 /// The shape of a ViT.
@@ -169,26 +171,32 @@ impl Block {
         }
     }
 
-    pub(crate) fn forward(&self, x: Tensor<3>) -> Tensor<3> {
-        let x = x.clone()
-            + self
-                .drop_path
-                .forward(self.attn.forward(self.norm1.forward(x)));
-        self.mlp_residual(x)
+    /// The block over tokens `x`, its layers through the block's [`POINTS_PER_BLOCK`]
+    /// quantization points of `points` (`qkv`, `proj`, `fc1`, `fc2`).
+    pub(crate) fn forward(&self, x: Tensor<3>, points: QuantPoints) -> Tensor<3> {
+        let attended = self
+            .attn
+            .forward_through(self.norm1.forward(x.clone()), points);
+        let x = x + self.drop_path.forward(attended);
+        self.mlp_residual(x, points)
     }
 
     /// [`forward`](Self::forward) and the attention probabilities `[batch, heads, n, n]`.
-    pub(crate) fn forward_with_attention(&self, x: Tensor<3>) -> (Tensor<3>, Tensor<4>) {
+    pub(crate) fn forward_with_attention(
+        &self,
+        x: Tensor<3>,
+        points: QuantPoints,
+    ) -> (Tensor<3>, Tensor<4>) {
         let (attended, probs) = self
             .attn
-            .forward_with_attention(self.norm1.forward(x.clone()));
+            .forward_with_attention(self.norm1.forward(x.clone()), points);
         let x = x + self.drop_path.forward(attended);
-        (self.mlp_residual(x), probs)
+        (self.mlp_residual(x, points), probs)
     }
 
-    fn mlp_residual(&self, x: Tensor<3>) -> Tensor<3> {
-        let hidden = gelu(self.fc1.forward(self.norm2.forward(x.clone())));
-        x + self.drop_path.forward(self.fc2.forward(hidden))
+    fn mlp_residual(&self, x: Tensor<3>, points: QuantPoints) -> Tensor<3> {
+        let hidden = gelu(points.linear(2, &self.fc1, self.norm2.forward(x.clone())));
+        x + self.drop_path.forward(points.linear(3, &self.fc2, hidden))
     }
 
     /// The same block with only heads `heads` and MLP hidden units `hidden` (increasing
@@ -278,12 +286,45 @@ pub(crate) fn set_drop_path(blocks: &mut [Block], rate: f64) {
     }
 }
 
-/// Patch embedding: `[B, C, H, W]` images to `[B, patches, dim]` tokens.
-pub(crate) fn patch_tokens(patch_embed: &Conv2d, images: Tensor<4>) -> Tensor<3> {
-    patch_embed
-        .forward(images)
+/// Patch embedding: `[B, C, H, W]` images to `[B, patches, dim]` tokens, through point 0.
+pub(crate) fn patch_tokens(
+    patch_embed: &Conv2d,
+    images: Tensor<4>,
+    points: QuantPoints,
+) -> Tensor<3> {
+    points
+        .conv(0, patch_embed, images)
         .flatten::<3>(2, 3)
         .swap_dims(1, 2)
+}
+
+/// The quantization points of a ViT or DeiT with `depth` blocks: the patch embedding's input
+/// (0), then each block's four, then the heads' inputs.
+pub(crate) fn block_points(points: QuantPoints, block: usize) -> QuantPoints {
+    points.skip(1 + block * POINTS_PER_BLOCK)
+}
+
+/// The first point after the blocks: the class head's input.
+pub(crate) fn head_point(depth: usize) -> usize {
+    1 + depth * POINTS_PER_BLOCK
+}
+
+/// Checks that `state` may quantize a ViT or DeiT of `depth` blocks and `heads` heads.
+pub(crate) fn check_quant_state(
+    state: &QuantState,
+    depth: usize,
+    heads: usize,
+) -> Result<(), ModelError> {
+    let points = head_point(depth) + heads;
+    let ranges = state.ranges().len();
+    if ranges > points {
+        return Err(ModelError::BadConfig {
+            reason: format!(
+                "quantization state has ranges for {ranges} points; this model has {points}"
+            ),
+        });
+    }
+    Ok(())
 }
 
 /// A Vision Transformer classifier.
@@ -301,6 +342,9 @@ pub struct Vit {
     heads: usize,
     mlp_dim: usize,
     in_channels: usize,
+    /// Fake quantization of the layers with weights ([`crate::linear_quant`]); off by default.
+    #[module(skip)]
+    quant: QuantState,
 }
 
 impl Vit {
@@ -328,7 +372,20 @@ impl Vit {
             heads: config.heads,
             mlp_dim: config.mlp_dim,
             in_channels: channels,
+            quant: QuantState::default(),
         })
+    }
+
+    /// Quantization settings and ranges of its layers with weights.
+    pub fn quant_state(&self) -> &QuantState {
+        &self.quant
+    }
+
+    /// The same ViT with `state`'s fake quantization (clones made before no longer share it).
+    pub fn with_quant(mut self, state: QuantState) -> Result<Self, ModelError> {
+        check_quant_state(&state, self.blocks.len(), 1)?;
+        self.quant = state;
+        Ok(self)
     }
 
     /// The same ViT with stochastic depth at `rate` on its last block (linearly less before).
@@ -375,7 +432,7 @@ impl Vit {
     /// Class token, patches and positions: the first block's input `[batch, 1 + patches, dim]`.
     fn embed(&self, images: Tensor<4>) -> Tensor<3> {
         let batch = images.dims()[0];
-        let patches = patch_tokens(&self.patch_embed, images);
+        let patches = patch_tokens(&self.patch_embed, images, QuantPoints::new(&self.quant));
         let cls = self.cls_token.val().expand([batch, 1, self.dim]);
         Tensor::cat(vec![cls, patches], 1) + self.pos_embed.val()
     }
@@ -390,8 +447,9 @@ impl Vit {
         let [_, _, height, width] = images.dims();
         let mut x = self.embed(images);
         let mut layers = Vec::with_capacity(self.blocks.len());
-        for block in &self.blocks {
-            let (next, probs) = block.forward_with_attention(x);
+        let points = QuantPoints::new(&self.quant);
+        for (i, block) in self.blocks.iter().enumerate() {
+            let (next, probs) = block.forward_with_attention(x, block_points(points, i));
             x = next;
             layers.push(probs);
         }
@@ -407,14 +465,16 @@ impl Vit {
 impl ImageClassifier for Vit {
     fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
         let mut x = self.embed(images);
-        for block in &self.blocks {
-            x = block.forward(x);
+        let points = QuantPoints::new(&self.quant);
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(x, block_points(points, i));
         }
         self.features_of_tokens(x)
     }
 
     fn forward_head(&self, features: Tensor<2>) -> Tensor<2> {
-        self.head.forward(features)
+        let head = head_point(self.blocks.len());
+        QuantPoints::new(&self.quant).linear(head, &self.head, features)
     }
 
     fn num_features(&self) -> usize {

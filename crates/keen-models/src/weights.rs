@@ -28,6 +28,10 @@ pub const GRAPH_KEY: &str = "keen.graph";
 /// [`BlockShape`](crate::vit::BlockShape)); absent when every block has the registry's shape.
 pub const BLOCKS_KEY: &str = "keen.transformer_blocks";
 
+/// Metadata key of a ViT's or DeiT's quantization state ([`QuantRecord`], JSON): present only
+/// when its linear layers are quantized ([`crate::linear_quant`]).
+pub const LINEAR_QUANT_KEY: &str = "keen.linear_quant";
+
 /// What a graph model's file stores besides its tensors.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct GraphFile {
@@ -101,6 +105,10 @@ pub fn to_bytes(
         };
         let json = serde_json::to_string(&file).map_err(|e| e.to_string())?;
         store = store.metadata(GRAPH_KEY, json);
+    }
+    if let Some(state) = model.linear_quant().filter(|s| s.config.enabled) {
+        let json = serde_json::to_string(&state.record()).map_err(|e| e.to_string())?;
+        store = store.metadata(LINEAR_QUANT_KEY, json);
     }
     if let Some(shapes) = model.pruned_block_shapes() {
         let json = serde_json::to_string(&shapes).map_err(|e| e.to_string())?;
@@ -223,6 +231,20 @@ pub fn load(path: &Path, device: &Device) -> Result<LoadedModel, ModelError> {
             })?;
             model
                 .with_block_shapes(&shapes, device)
+                .map_err(|e| bad(path, e.to_string()))?
+        }
+        None => model,
+    };
+    let model = match metadata.remove(LINEAR_QUANT_KEY) {
+        Some(json) => {
+            let record: QuantRecord = serde_json::from_str(&json).map_err(|e| {
+                bad(
+                    path,
+                    format!("'{LINEAR_QUANT_KEY}' is not a quantization record: {e}"),
+                )
+            })?;
+            model
+                .with_linear_quant(crate::graph::quant::QuantState::from_record(record))
                 .map_err(|e| bad(path, e.to_string()))?
         }
         None => model,

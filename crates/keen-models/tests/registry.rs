@@ -226,3 +226,112 @@ fn every_cnn_lowers_to_an_equivalent_graph_that_survives_save_and_load() {
         reloaded.assert_approx_eq::<f32>(&expected, Tolerance::absolute(1e-5));
     }
 }
+
+#[test]
+fn every_cnn_gives_grad_cam_inputs_at_its_last_spatial_map() {
+    let device = Device::flex();
+    for entry in available_models() {
+        let spec = ModelSpec::new(entry.name, [1, 28, 28], 10);
+        device.seed(5);
+        let model = build_model(&spec, &device).expect("build");
+        let images = Tensor::<4>::random([2, 1, 28, 28], Distribution::Default, &device);
+        let Some(spatial) = model.spatial_features() else {
+            assert!(
+                matches!(model, KeenModel::Vit(_) | KeenModel::Deit(_)),
+                "{}: every CNN must expose its last spatial feature map",
+                entry.name
+            );
+            assert!(model.class_gradient(images, None, &[0, 1]).is_err());
+            continue;
+        };
+        // The split computes what forward does.
+        let valid = model.valid();
+        let spatial_valid = valid.spatial_features().expect("spatial");
+        let map = spatial_valid.forward_feature_map(images.clone());
+        spatial_valid
+            .forward_head(spatial_valid.features_of_map(map.clone()))
+            .into_data()
+            .assert_approx_eq::<f32>(
+                &valid.forward(images.clone()).into_data(),
+                Tolerance::absolute(1e-5),
+            );
+        let explained = model
+            .class_gradient(images.clone(), None, &[3, 7])
+            .unwrap_or_else(|e| panic!("{}: {e}", entry.name));
+        assert_eq!(
+            explained.layer,
+            spatial.feature_map_name(),
+            "{}",
+            entry.name
+        );
+        let dims = explained.gradient.activations.dims();
+        assert_eq!(dims, map.dims(), "{}", entry.name);
+        assert_eq!(explained.gradient.gradients.dims(), dims, "{}", entry.name);
+        assert!(
+            dims[2] > 1 && dims[3] > 1,
+            "{}: {dims:?} is not spatial",
+            entry.name
+        );
+        let gradients = explained
+            .gradient
+            .gradients
+            .into_data()
+            .try_to_vec::<f32>()
+            .expect("f32");
+        assert!(gradients.iter().all(|g| g.is_finite()), "{}", entry.name);
+        assert!(
+            gradients.iter().any(|&g| g != 0.0),
+            "{}: the class score must depend on the map",
+            entry.name
+        );
+        // A class the model does not have is an error, not a panic.
+        assert!(model.class_gradient(images, None, &[0, 10]).is_err());
+    }
+}
+
+#[test]
+fn grad_cam_through_the_split_agrees_with_the_graph_form() {
+    let device = Device::flex();
+    for name in ["resnet20", "cnn-small", "mobilenet-v2-tiny"] {
+        let spec = ModelSpec::new(name, [1, 28, 28], 10);
+        device.seed(11);
+        let model = build_model(&spec, &device).expect("build");
+        let images = Tensor::<4>::random([3, 1, 28, 28], Distribution::Default, &device);
+        let classes = [0, 4, 9];
+        let split = model
+            .class_gradient(images.clone(), None, &classes)
+            .expect("split");
+        // The same layer by name goes through the graph form.
+        let graph = KeenModel::Graph(model.to_graph(spec.input_shape()).expect("graph"));
+        let through_graph = graph
+            .class_gradient(images, Some(&split.layer), &classes)
+            .expect("graph");
+        assert_eq!(split.layer, through_graph.layer, "{name}");
+        for (a, b) in [
+            (
+                split.gradient.activations,
+                through_graph.gradient.activations,
+            ),
+            (split.gradient.gradients, through_graph.gradient.gradients),
+        ] {
+            a.into_data()
+                .assert_approx_eq::<f32>(&b.into_data(), Tolerance::absolute(1e-5));
+        }
+        split.gradient.logits.into_data().assert_approx_eq::<f32>(
+            &through_graph.gradient.logits.into_data(),
+            Tolerance::absolute(1e-5),
+        );
+    }
+    // A named layer other than the default needs the graph form, which gated ResNets lack.
+    let spec = ModelSpec::new("resnet20-se", [1, 28, 28], 10);
+    let model = build_model(&spec, &device).expect("build");
+    let images = Tensor::<4>::zeros([1, 1, 28, 28], &device);
+    let err = model
+        .class_gradient(images.clone(), Some("blocks.0.relu2"), &[0])
+        .err()
+        .expect("no graph form");
+    assert!(err.to_string().contains("blocks.8.relu2"), "{err}");
+    assert!(model
+        .class_gradient(images, Some("blocks.8.relu2"), &[0])
+        .is_ok());
+}

@@ -4,11 +4,11 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
+use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::Tensor;
 use clap::Args;
 use keen_data::folder::{load_image, ColorMode, FolderOptions};
-use keen_models::graph::GraphNet;
 use keen_models::weights::LoadedModel;
 use keen_models::{ImageClassifier, KeenModel};
 use keen_robust::charts::png::encode_png;
@@ -26,9 +26,11 @@ use crate::device::parse_device;
 #[command(after_help = "\
 ViTs and DeiTs are explained by attention rollout (Abnar & Zuidema 2020): the class token's
 attention, averaged over heads, with the residual added, multiplied through the blocks. It does
-not depend on the class. CNNs (cnn-small, resnet*, mobilenet-v2-tiny and their pruned or
-quantized graphs) are explained by Grad-CAM (Selvaraju et al. 2017) on the last convolutional
-stage, or on --layer (names from `keen info MODEL --layers`).
+not depend on the class. CNNs (cnn-small, resnet* including resnet20-se/-gc and the BoTNet
+hybrid resnet20-bot, mobilenet-v2-tiny, and pruned or quantized graphs) are explained by
+Grad-CAM (Selvaraju et al. 2017) on the last spatial feature map (the last stage's output, as
+pytorch-grad-cam users pick), or on --layer (graph node names from `keen info MODEL --layers`;
+models without a graph form, such as resnet20-se and resnet20-bot, have only the default).
 
 Each image gives OUT/<name>.png: the image upscaled with the heat map (jet, red = most) blended
 over it; OUT/explain.json lists the files with the predicted class and its probability.
@@ -49,7 +51,7 @@ pub struct ExplainArgs {
     #[arg(long, value_name = "DIR", default_value = "explain")]
     pub out: PathBuf,
     /// Grad-CAM: the graph node whose output feature map to explain (default: the last
-    /// convolutional stage's output).
+    /// spatial feature map, e.g. blocks.8.relu2 of resnet20).
     #[arg(long, value_name = "NODE")]
     pub layer: Option<String>,
     /// Grad-CAM: explain this class index instead of the predicted one.
@@ -168,7 +170,7 @@ pub fn run(args: ExplainArgs) -> Result<()> {
     crate::output::write_json(&args.out.join("explain.json"), &report)
 }
 
-/// Attention rollout for transformers, Grad-CAM for models with a graph form.
+/// Attention rollout for transformers, Grad-CAM for CNNs.
 fn explain_batch(args: &ExplainArgs, loaded: &LoadedModel, images: Tensor<4>) -> Result<HeatMaps> {
     let n = args.images.len();
     if let Some(maps) = loaded.model.forward_with_attention(images.clone()) {
@@ -215,38 +217,22 @@ fn explain_batch(args: &ExplainArgs, loaded: &LoadedModel, images: Tensor<4>) ->
             explained: Vec::new(),
         });
     }
-    let graph = graph_of(&loaded.model, loaded.spec.input_shape(), &args.model)?;
-    grad_cam_batch(args, &graph, images)
+    grad_cam_batch(args, &loaded.model, images)
 }
 
-fn graph_of(model: &KeenModel, input: [usize; 3], path: &Path) -> Result<GraphNet> {
-    model.to_graph(input).with_context(|| {
-        format!(
-            "{}: keen explain needs a vit/deit (attention rollout) or a model with a graph \
-             form (Grad-CAM)",
-            path.display()
-        )
-    })
-}
-
-fn grad_cam_batch(args: &ExplainArgs, graph: &GraphNet, images: Tensor<4>) -> Result<HeatMaps> {
+/// Grad-CAM on the last spatial feature map (any CNN) or on `--layer` (a graph node).
+fn grad_cam_batch(args: &ExplainArgs, model: &KeenModel, images: Tensor<4>) -> Result<HeatMaps> {
     let n = args.images.len();
-    let value = match &args.layer {
-        Some(name) => graph.feature_map_named(name)?,
-        None => graph
-            .last_feature_map()
-            .context("the model has no feature map to explain")?,
-    };
-    let layer = graph.graph().nodes[value - 1].name.clone();
+    let num_classes = model.num_classes();
     let classes: Vec<usize> = match args.class {
-        Some(c) if c >= graph.num_classes() => {
-            bail!("--class {c}: the model has {} classes", graph.num_classes())
+        Some(c) if c >= num_classes => {
+            bail!("--class {c}: the model has {num_classes} classes")
         }
         Some(c) => vec![c; n],
         None => {
-            let logits = to_f32_vec(graph.forward(images.clone()));
+            let logits = to_f32_vec(model.valid().forward(images.clone()));
             logits
-                .chunks(graph.num_classes().max(1))
+                .chunks(num_classes.max(1))
                 .map(|row| {
                     (0..row.len())
                         .max_by(|&a, &b| row[a].total_cmp(&row[b]))
@@ -255,7 +241,10 @@ fn grad_cam_batch(args: &ExplainArgs, graph: &GraphNet, images: Tensor<4>) -> Re
                 .collect()
         }
     };
-    let result = graph.class_gradient(images, value, &classes)?;
+    let explained = model
+        .class_gradient(images, args.layer.as_deref(), &classes)
+        .with_context(|| format!("{}: Grad-CAM", args.model.display()))?;
+    let result = explained.gradient;
     let [_, c, h, w] = result.activations.dims();
     let activations = to_f32_vec(result.activations);
     let gradients = to_f32_vec(result.gradients);
@@ -268,7 +257,7 @@ fn grad_cam_batch(args: &ExplainArgs, graph: &GraphNet, images: Tensor<4>) -> Re
         .collect::<Result<Vec<_>, _>>()?;
     Ok(HeatMaps {
         method: "grad-cam",
-        layer: Some(layer),
+        layer: Some(explained.layer),
         grid: [h, w],
         maps,
         logits: result.logits,

@@ -39,7 +39,11 @@ Examples:
   keen quantize runs/student/model.safetensors --method percentile:99.99 --scan
   keen quantize runs/student/model.safetensors --method mse --max-drop 0.5
 The quantized model evaluates in simulated INT8 (weights INT8 per channel, activations UINT8 per
-tensor): keen eval runs/student/int8.safetensors")]
+tensor): keen eval runs/student/int8.safetensors
+CNNs are lowered to a graph (batch norms folded) and every layer's output is quantized. ViTs and
+DeiTs are quantized in place: the patch embedding, every block's qkv, proj, fc1 and fc2, and the
+heads, each with its input quantized (attention, layer norms and GELU stay in float); they take
+--method minmax only and no --scan.")]
 pub struct QuantizeArgs {
     /// The float model file to quantize.
     pub model: PathBuf,

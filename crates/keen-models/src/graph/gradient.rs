@@ -6,22 +6,12 @@
 
 use burn::module::Module;
 use burn::prelude::*;
-use burn::tensor::{Int, TensorData};
 
 use super::net::{infer_shapes, GraphNet, Value};
 use super::ValueId;
+pub use crate::feature_map::ClassGradient;
+use crate::feature_map::{check_classes, differentiate_from};
 use crate::{ImageClassifier, ModelError};
-
-/// The logits, one feature map and the gradient of each image's chosen class score with
-/// respect to it.
-pub struct ClassGradient {
-    /// Logits `[batch, classes]`.
-    pub logits: Tensor<2>,
-    /// The feature map `[batch, channels, h, w]`.
-    pub activations: Tensor<4>,
-    /// `∂ logit[i, class_i] / ∂ activations[i]`, same shape.
-    pub gradients: Tensor<4>,
-}
 
 impl GraphNet {
     /// The values that are feature maps (`[channels, h, w]`) before the pooled features, with
@@ -71,47 +61,28 @@ impl GraphNet {
                 "value {value} is not a feature map of the graph"
             )));
         }
-        let batch = images.dims()[0];
-        if classes.len() != batch {
-            return Err(bad(format!("{} classes for {batch} images", classes.len())));
-        }
-        if let Some(c) = classes.iter().find(|&&c| c >= self.num_classes()) {
-            return Err(bad(format!("class {c} is not an output of the model")));
-        }
+        check_classes(images.dims()[0], classes, self.num_classes())?;
         let net = self.valid();
         let def = net.graph();
         let mut values: Vec<Option<Value>> = vec![None; def.nodes.len() + 1];
         values[0] = Some(Value::Map(images.inner()));
         net.run(&mut values, 0..value, true, &mut |_, _| {});
-        let activations = match values[value].take() {
-            Some(Value::Map(t)) => t.autodiff().require_grad(),
+        let map = match values[value].take() {
+            Some(Value::Map(t)) => t,
             _ => {
                 return Err(bad(format!(
                     "value {value} was not computed as a feature map"
                 )))
             }
         };
-        values[value] = Some(Value::Map(activations.clone()));
-        net.run(&mut values, value..def.output, true, &mut |_, _| {});
-        let logits = match values[def.output].take() {
-            Some(Value::Vector(t)) => t,
-            Some(Value::Map(t)) => t.flatten::<2>(1, 3),
-            None => return Err(bad("the graph computed no logits".into())),
-        };
-        let index: Vec<i64> = classes.iter().map(|&c| c as i64).collect();
-        let device = logits.device().inner();
-        let index = Tensor::<1, Int>::from_data(TensorData::new(index, [batch]), &device)
-            .reshape([batch, 1]);
-        // Images do not interact in inference mode, so the gradient of the sum of the chosen
-        // scores is each image's own gradient.
-        let grads = logits.clone().gather(1, index).sum().backward();
-        let gradients = activations
-            .grad(&grads)
-            .unwrap_or_else(|| activations.clone().inner().zeros_like());
-        Ok(ClassGradient {
-            logits: logits.inner(),
-            activations: activations.inner(),
-            gradients,
+        differentiate_from(map, classes, |activations| {
+            values[value] = Some(Value::Map(activations));
+            net.run(&mut values, value..def.output, true, &mut |_, _| {});
+            match values[def.output].take() {
+                Some(Value::Vector(t)) => Ok(t),
+                Some(Value::Map(t)) => Ok(t.flatten::<2>(1, 3)),
+                None => Err(bad("the graph computed no logits".into())),
+            }
         })
     }
 }
@@ -123,6 +94,7 @@ mod tests {
     use burn::module::Param;
     use burn::nn::conv::Conv2dConfig;
     use burn::nn::LinearConfig;
+    use burn::tensor::TensorData;
 
     fn param<const D: usize>(
         values: Vec<f32>,
