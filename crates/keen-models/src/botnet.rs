@@ -19,6 +19,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::TensorData;
+use keen_kernels::conv2d_layer;
 
 use crate::flops::{conv2d_macs, linear_macs};
 use crate::resnet::{conv3x3, BasicBlock, Projection, STAGE_WIDTHS};
@@ -285,7 +286,7 @@ impl BotNet {
 
 impl ImageClassifier for BotNet {
     fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
-        let mut x = relu(self.stem_bn.forward(self.stem.forward(images)));
+        let mut x = relu(self.stem_bn.forward(conv2d_layer(&self.stem, images)));
         for block in &self.blocks {
             x = block.forward(x);
         }

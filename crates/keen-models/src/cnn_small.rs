@@ -12,6 +12,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
+use keen_kernels::conv2d_layer;
 
 use crate::flops::{conv2d_macs, linear_macs};
 use crate::graph::{GraphBuilder, GraphNet, OpDef};
@@ -115,8 +116,8 @@ impl CnnSmall {
 
 impl ImageClassifier for CnnSmall {
     fn forward_features(&self, images: Tensor<4>) -> Tensor<2> {
-        let x = self.pool.forward(relu(self.conv1.forward(images)));
-        let x = self.pool.forward(relu(self.conv2.forward(x)));
+        let x = self.pool.forward(relu(conv2d_layer(&self.conv1, images)));
+        let x = self.pool.forward(relu(conv2d_layer(&self.conv2, x)));
         relu(self.fc1.forward(x.flatten::<2>(1, 3)))
     }
 

@@ -12,6 +12,7 @@ use burn::nn::{LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d
 use burn::prelude::*;
 use burn::tensor::activation::gelu;
 use burn::tensor::{Int, TensorData};
+use keen_kernels::conv2d_layer;
 
 pub use crate::attention::{AttentionMaps, SelfAttention};
 use crate::drop_path::{linear_rates, DropPath};
@@ -280,8 +281,7 @@ pub(crate) fn set_drop_path(blocks: &mut [Block], rate: f64) {
 
 /// Patch embedding: `[B, C, H, W]` images to `[B, patches, dim]` tokens.
 pub(crate) fn patch_tokens(patch_embed: &Conv2d, images: Tensor<4>) -> Tensor<3> {
-    patch_embed
-        .forward(images)
+    conv2d_layer(patch_embed, images)
         .flatten::<3>(2, 3)
         .swap_dims(1, 2)
 }

@@ -1,0 +1,411 @@
+//! Convolution forward and backward as one GEMM per image over its im2col matrix.
+//!
+//! For image `n`, `col(x_n)` is the `[C_in·kh·kw, OH·OW]` matrix whose column `p` holds the
+//! input patch output pixel `p` reads. Then, with `W` the weight as a `[C_out, C_in·kh·kw]`
+//! matrix and `dY_n` the output gradient as `[C_out, OH·OW]`:
+//!
+//! - forward: `Y_n = W · col(x_n)`;
+//! - weight gradient: `dW = Σ_n dY_n · col(x_n)ᵀ` (burn computes it as a convolution of `x`
+//!   with `dY` used as a kernel the size of the image, which its im2col handles badly);
+//! - input gradient: `dx_n = col2im(Wᵀ · dY_n)` (burn uses a transposed convolution).
+//!
+//! Images run in parallel on rayon's pool; each GEMM is single-threaded (one image is
+//! 0.1–2 M multiply-adds at keen's sizes, too small to split further on two cores). The im2col
+//! buffer is per thread and reused across calls, so a training step allocates only its outputs.
+
+use std::cell::RefCell;
+
+use rayon::prelude::*;
+
+use super::Conv2dGeometry;
+use crate::KernelError;
+
+thread_local! {
+    /// One im2col matrix per thread, grown to the largest layer seen and kept.
+    static COLUMNS: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `work` with this thread's im2col scratch of at least `len` floats.
+fn with_columns<R>(len: usize, work: impl FnOnce(&mut [f32]) -> R) -> R {
+    COLUMNS.with(|cell| {
+        let mut columns = cell.borrow_mut();
+        if columns.len() < len {
+            columns.resize(len, 0.0);
+        }
+        work(&mut columns[..len])
+    })
+}
+
+impl Conv2dGeometry {
+    /// True when the im2col matrix of an image is the image itself (1×1 kernel, stride 1, no
+    /// padding), so the copy can be skipped.
+    fn columns_are_image(&self) -> bool {
+        self.kernel == [1, 1] && self.stride == [1, 1] && self.padding == [(0, 0), (0, 0)]
+    }
+
+    /// The output positions `lo..hi` along one axis whose input coordinate
+    /// `o·stride + tap·dilation − pad_begin` lies inside `0..size`.
+    fn valid_outputs(&self, axis: usize, tap: usize) -> (usize, usize) {
+        let geometry = self;
+        let (stride, dilation, pad_begin, size, out_size) = if axis == 0 {
+            (
+                geometry.stride[0],
+                geometry.dilation[0],
+                geometry.padding[0].0,
+                geometry.in_height,
+                geometry.out_height,
+            )
+        } else {
+            (
+                geometry.stride[1],
+                geometry.dilation[1],
+                geometry.padding[1].0,
+                geometry.in_width,
+                geometry.out_width,
+            )
+        };
+        let offset = tap * dilation;
+        // First output whose coordinate is ≥ 0: o·stride ≥ pad_begin − offset.
+        let lo = pad_begin.saturating_sub(offset).div_ceil(stride);
+        // One past the last output whose coordinate is < size: o·stride < size + pad_begin − offset.
+        let hi = (size + pad_begin)
+            .saturating_sub(offset)
+            .div_ceil(stride)
+            .min(out_size);
+        (lo.min(hi), hi)
+    }
+}
+
+/// Fills `columns` (`[C_in·kh·kw, OH·OW]`) with the patches of one image `[C_in, H, W]`.
+fn im2col(g: &Conv2dGeometry, image: &[f32], columns: &mut [f32]) {
+    let [kh, kw] = g.kernel;
+    let (ow, sw, dw, pad_left) = (g.out_width, g.stride[1], g.dilation[1], g.padding[1].0);
+    let plane = g.in_height * g.in_width;
+    let mut rows = columns.chunks_exact_mut(g.out_pixels());
+    for channel in image.chunks_exact(plane) {
+        for ky in 0..kh {
+            let (oy_lo, oy_hi) = g.valid_outputs(0, ky);
+            for kx in 0..kw {
+                let (ox_lo, ox_hi) = g.valid_outputs(1, kx);
+                let Some(row) = rows.next() else { return };
+                row[..oy_lo * ow].fill(0.0);
+                row[oy_hi * ow..].fill(0.0);
+                for oy in oy_lo..oy_hi {
+                    let iy = oy * g.stride[0] + ky * g.dilation[0] - g.padding[0].0;
+                    let src = &channel[iy * g.in_width..(iy + 1) * g.in_width];
+                    let dst = &mut row[oy * ow..(oy + 1) * ow];
+                    dst[..ox_lo].fill(0.0);
+                    dst[ox_hi..].fill(0.0);
+                    if ox_lo == ox_hi {
+                        continue;
+                    }
+                    let first = ox_lo * sw + kx * dw - pad_left;
+                    if sw == 1 {
+                        dst[ox_lo..ox_hi].copy_from_slice(&src[first..first + (ox_hi - ox_lo)]);
+                    } else {
+                        for (d, s) in dst[ox_lo..ox_hi]
+                            .iter_mut()
+                            .zip(src[first..].iter().step_by(sw))
+                        {
+                            *d = *s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Adds every entry of `columns` (`[C_in·kh·kw, OH·OW]`) into the input pixel it was read from:
+/// the adjoint of [`im2col`]. `image_grad` must start zeroed.
+fn col2im(g: &Conv2dGeometry, columns: &[f32], image_grad: &mut [f32]) {
+    let [kh, kw] = g.kernel;
+    let (ow, sw, dw, pad_left) = (g.out_width, g.stride[1], g.dilation[1], g.padding[1].0);
+    let plane = g.in_height * g.in_width;
+    let mut rows = columns.chunks_exact(g.out_pixels());
+    for channel in image_grad.chunks_exact_mut(plane) {
+        for ky in 0..kh {
+            let (oy_lo, oy_hi) = g.valid_outputs(0, ky);
+            for kx in 0..kw {
+                let (ox_lo, ox_hi) = g.valid_outputs(1, kx);
+                let Some(row) = rows.next() else { return };
+                if ox_lo == ox_hi {
+                    continue;
+                }
+                for oy in oy_lo..oy_hi {
+                    let iy = oy * g.stride[0] + ky * g.dilation[0] - g.padding[0].0;
+                    let dst = &mut channel[iy * g.in_width..(iy + 1) * g.in_width];
+                    let src = &row[oy * ow + ox_lo..oy * ow + ox_hi];
+                    let first = ox_lo * sw + kx * dw - pad_left;
+                    if sw == 1 {
+                        for (d, s) in dst[first..first + src.len()].iter_mut().zip(src) {
+                            *d += *s;
+                        }
+                    } else {
+                        for (d, s) in dst[first..].iter_mut().step_by(sw).zip(src) {
+                            *d += *s;
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A row-major matrix view for [`matmul`]: `rows × cols`, element `(i, j)` at
+/// `i·row_stride + j·col_stride`.
+#[derive(Clone, Copy)]
+struct MatrixView<'a> {
+    data: &'a [f32],
+    row_stride: usize,
+    col_stride: usize,
+}
+
+impl<'a> MatrixView<'a> {
+    fn row_major(data: &'a [f32], cols: usize) -> Self {
+        Self {
+            data,
+            row_stride: cols,
+            col_stride: 1,
+        }
+    }
+
+    /// The transpose of the row-major `[rows, cols]` matrix `data`.
+    fn transposed(data: &'a [f32], cols: usize) -> Self {
+        Self {
+            data,
+            row_stride: 1,
+            col_stride: cols,
+        }
+    }
+
+    /// Whether `(rows-1, cols-1)` is inside the slice, the condition for reading it safely.
+    fn covers(&self, rows: usize, cols: usize) -> bool {
+        rows == 0
+            || cols == 0
+            || (rows - 1) * self.row_stride + (cols - 1) * self.col_stride < self.data.len()
+    }
+}
+
+/// `dst[m×n] (+)= lhs[m×k] · rhs[k×n]` on this thread; `accumulate` keeps `dst`'s contents.
+fn matmul(
+    dst: &mut [f32],
+    [m, n, k]: [usize; 3],
+    lhs: MatrixView<'_>,
+    rhs: MatrixView<'_>,
+    accumulate: bool,
+) {
+    // The bounds are what makes the raw-pointer call below sound; every caller derives its
+    // sizes from one checked geometry, so a failure here is a bug in this file.
+    assert!(
+        dst.len() >= m * n && lhs.covers(m, k) && rhs.covers(k, n),
+        "matmul operands do not cover a {m}×{k} · {k}×{n} product"
+    );
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        if !accumulate {
+            dst[..m * n].fill(0.0);
+        }
+        return;
+    }
+    // SAFETY: the assertion above keeps every element gemm touches inside the three slices;
+    // `dst` is exclusively borrowed and does not alias the shared `lhs`/`rhs`.
+    unsafe {
+        gemm::gemm(
+            m,
+            n,
+            k,
+            dst.as_mut_ptr(),
+            1,
+            n as isize,
+            accumulate,
+            lhs.data.as_ptr(),
+            lhs.col_stride as isize,
+            lhs.row_stride as isize,
+            rhs.data.as_ptr(),
+            rhs.col_stride as isize,
+            rhs.row_stride as isize,
+            1.0,
+            1.0,
+            false,
+            false,
+            false,
+            gemm::Parallelism::None,
+        );
+    }
+}
+
+fn check_forward(
+    g: &Conv2dGeometry,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+) -> Result<(), KernelError> {
+    Conv2dGeometry::check_len("input", input.len(), g.batch * g.image_len())?;
+    Conv2dGeometry::check_len("weight", weight.len(), g.weight_len())?;
+    if let Some(bias) = bias {
+        Conv2dGeometry::check_len("bias", bias.len(), g.out_channels)?;
+    }
+    Ok(())
+}
+
+/// The convolution `[N, C_out, OH, OW]` of `input` `[N, C_in, H, W]` with `weight`
+/// `[C_out, C_in, kh, kw]`, plus `bias` `[C_out]` where given.
+pub fn conv2d_forward(
+    g: &Conv2dGeometry,
+    input: &[f32],
+    weight: &[f32],
+    bias: Option<&[f32]>,
+) -> Result<Vec<f32>, KernelError> {
+    check_forward(g, input, weight, bias)?;
+    let (pixels, patch) = (g.out_pixels(), g.patch_len());
+    let mut out = vec![0f32; g.batch * g.out_image_len()];
+    let weight_matrix = MatrixView::row_major(weight, patch);
+    out.par_chunks_mut(g.out_image_len())
+        .zip(input.par_chunks(g.image_len()))
+        .for_each(|(out_image, image)| {
+            let gemm_shape = [g.out_channels, pixels, patch];
+            if g.columns_are_image() {
+                let columns = MatrixView::row_major(image, pixels);
+                matmul(out_image, gemm_shape, weight_matrix, columns, false);
+            } else {
+                with_columns(patch * pixels, |columns| {
+                    im2col(g, image, columns);
+                    let columns = MatrixView::row_major(columns, pixels);
+                    matmul(out_image, gemm_shape, weight_matrix, columns, false);
+                });
+            }
+            if let Some(bias) = bias {
+                for (channel, b) in out_image.chunks_exact_mut(pixels).zip(bias) {
+                    channel.iter_mut().for_each(|v| *v += *b);
+                }
+            }
+        });
+    Ok(out)
+}
+
+/// Which gradients [`conv2d_backward`] should compute.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WantedGrads {
+    pub input: bool,
+    pub weight: bool,
+    pub bias: bool,
+}
+
+/// The gradients of a convolution with respect to its input, weight and bias; `None` for the
+/// ones not asked for.
+#[derive(Debug, Clone, Default)]
+pub struct Conv2dGrads {
+    pub input: Option<Vec<f32>>,
+    pub weight: Option<Vec<f32>>,
+    pub bias: Option<Vec<f32>>,
+}
+
+/// Per-thread partial sums of the weight and bias gradients.
+struct PartialSums {
+    weight: Vec<f32>,
+    bias: Vec<f32>,
+}
+
+impl PartialSums {
+    fn add(mut self, other: Self) -> Self {
+        for (a, b) in self.weight.iter_mut().zip(&other.weight) {
+            *a += *b;
+        }
+        for (a, b) in self.bias.iter_mut().zip(&other.bias) {
+            *a += *b;
+        }
+        self
+    }
+}
+
+/// The weight gradient's and bias gradient's share of one image, added into `sums`.
+fn accumulate_image(
+    g: &Conv2dGeometry,
+    image: &[f32],
+    dy: &[f32],
+    wanted: WantedGrads,
+    sums: &mut PartialSums,
+) {
+    let (pixels, patch) = (g.out_pixels(), g.patch_len());
+    if wanted.weight {
+        let dy_matrix = MatrixView::row_major(dy, pixels);
+        let gemm_shape = [g.out_channels, patch, pixels];
+        if g.columns_are_image() {
+            let columns_t = MatrixView::transposed(image, pixels);
+            matmul(&mut sums.weight, gemm_shape, dy_matrix, columns_t, true);
+        } else {
+            with_columns(patch * pixels, |columns| {
+                im2col(g, image, columns);
+                let columns_t = MatrixView::transposed(columns, pixels);
+                matmul(&mut sums.weight, gemm_shape, dy_matrix, columns_t, true);
+            });
+        }
+    }
+    if wanted.bias {
+        for (b, channel) in sums.bias.iter_mut().zip(dy.chunks_exact(pixels)) {
+            *b += channel.iter().sum::<f32>();
+        }
+    }
+}
+
+/// The input gradient of one image, written into `image_grad` (zeroed on entry).
+fn input_grad_image(g: &Conv2dGeometry, weight: &[f32], dy: &[f32], image_grad: &mut [f32]) {
+    let (pixels, patch) = (g.out_pixels(), g.patch_len());
+    let weight_t = MatrixView::transposed(weight, patch);
+    let dy_matrix = MatrixView::row_major(dy, pixels);
+    let gemm_shape = [patch, pixels, g.out_channels];
+    if g.columns_are_image() {
+        matmul(image_grad, gemm_shape, weight_t, dy_matrix, false);
+    } else {
+        with_columns(patch * pixels, |columns| {
+            matmul(columns, gemm_shape, weight_t, dy_matrix, false);
+            col2im(g, columns, image_grad);
+        });
+    }
+}
+
+/// The gradients of the convolution of `input` with `weight` (and a bias, whose gradient needs
+/// neither) given the output gradient `out_grad` `[N, C_out, OH, OW]`.
+pub fn conv2d_backward(
+    g: &Conv2dGeometry,
+    input: &[f32],
+    weight: &[f32],
+    out_grad: &[f32],
+    wanted: WantedGrads,
+) -> Result<Conv2dGrads, KernelError> {
+    check_forward(g, input, weight, None)?;
+    Conv2dGeometry::check_len(
+        "output gradient",
+        out_grad.len(),
+        g.batch * g.out_image_len(),
+    )?;
+    let mut grads = Conv2dGrads::default();
+    if wanted.input {
+        let mut input_grad = vec![0f32; g.batch * g.image_len()];
+        input_grad
+            .par_chunks_mut(g.image_len())
+            .zip(out_grad.par_chunks(g.out_image_len()))
+            .for_each(|(image_grad, dy)| input_grad_image(g, weight, dy, image_grad));
+        grads.input = Some(input_grad);
+    }
+    if wanted.weight || wanted.bias {
+        let empty = || PartialSums {
+            weight: vec![0.0; if wanted.weight { g.weight_len() } else { 0 }],
+            bias: vec![0.0; if wanted.bias { g.out_channels } else { 0 }],
+        };
+        let sums = input
+            .par_chunks(g.image_len())
+            .zip(out_grad.par_chunks(g.out_image_len()))
+            .fold(empty, |mut sums, (image, dy)| {
+                accumulate_image(g, image, dy, wanted, &mut sums);
+                sums
+            })
+            .reduce(empty, PartialSums::add);
+        grads.weight = wanted.weight.then_some(sums.weight);
+        grads.bias = wanted.bias.then_some(sums.bias);
+    }
+    Ok(grads)
+}
