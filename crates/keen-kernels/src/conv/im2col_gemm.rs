@@ -76,8 +76,108 @@ impl Conv2dGeometry {
     }
 }
 
+impl Conv2dGeometry {
+    /// True when an im2col row is the input plane shifted by a constant offset (stride 1 and
+    /// output rows as wide as input rows, as in a "same" convolution), so it can be filled with
+    /// one contiguous copy instead of one short copy per output row.
+    fn rows_are_shifted_planes(&self) -> bool {
+        self.stride == [1, 1] && self.out_width == self.in_width
+    }
+
+    /// For a [`Self::rows_are_shifted_planes`] geometry: the flat offset from an output pixel to
+    /// the input pixel it reads at tap `(ky, kx)` (negative above or left of the image).
+    fn plane_shift(&self, ky: usize, kx: usize) -> isize {
+        let dy = (ky * self.dilation[0]) as isize - self.padding[0].0 as isize;
+        let dx = (kx * self.dilation[1]) as isize - self.padding[1].0 as isize;
+        dy * self.in_width as isize + dx
+    }
+
+    /// For a [`Self::rows_are_shifted_planes`] geometry: the output pixels `lo..hi` of valid rows
+    /// whose shifted index lands inside the input plane. Inside it, only the border columns
+    /// outside `valid_outputs(1, kx)` read a wrapped-around pixel.
+    fn shifted_range(&self, ky: usize, kx: usize) -> (usize, usize) {
+        let (oy_lo, oy_hi) = self.valid_outputs(0, ky);
+        let shift = self.plane_shift(ky, kx);
+        let plane = (self.in_height * self.in_width) as isize;
+        let (rows_lo, rows_hi) = (
+            (oy_lo * self.out_width) as isize,
+            (oy_hi * self.out_width) as isize,
+        );
+        // Both ends stay inside the valid rows, so `lo..hi` is inside the row buffer even when
+        // the shift points far outside the plane.
+        let lo = rows_lo.max(-shift).min(rows_hi);
+        let hi = rows_hi.min(plane - shift).max(lo);
+        (lo as usize, hi as usize)
+    }
+}
+
+/// [`im2col`] for [`Conv2dGeometry::rows_are_shifted_planes`]: one copy per row, then the
+/// wrapped border columns and the rows in the padding set to zero.
+fn im2col_shifted(g: &Conv2dGeometry, image: &[f32], columns: &mut [f32]) {
+    let [kh, kw] = g.kernel;
+    let ow = g.out_width;
+    let plane = g.in_height * g.in_width;
+    let mut rows = columns.chunks_exact_mut(g.out_pixels());
+    for channel in image.chunks_exact(plane) {
+        for ky in 0..kh {
+            let (oy_lo, oy_hi) = g.valid_outputs(0, ky);
+            for kx in 0..kw {
+                let (ox_lo, ox_hi) = g.valid_outputs(1, kx);
+                let Some(row) = rows.next() else { return };
+                let (lo, hi) = g.shifted_range(ky, kx);
+                row[..lo].fill(0.0);
+                row[hi..].fill(0.0);
+                if lo < hi {
+                    let src_lo = (lo as isize + g.plane_shift(ky, kx)) as usize;
+                    row[lo..hi].copy_from_slice(&channel[src_lo..src_lo + (hi - lo)]);
+                }
+                for oy in oy_lo..oy_hi {
+                    row[oy * ow..oy * ow + ox_lo].fill(0.0);
+                    row[oy * ow + ox_hi..(oy + 1) * ow].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// [`col2im`] for [`Conv2dGeometry::rows_are_shifted_planes`]: the wrapped border entries of
+/// each row are zeroed (they belong to no input pixel), then the row is added in one pass.
+fn col2im_shifted(g: &Conv2dGeometry, columns: &mut [f32], image_grad: &mut [f32]) {
+    let [kh, kw] = g.kernel;
+    let ow = g.out_width;
+    let plane = g.in_height * g.in_width;
+    let mut rows = columns.chunks_exact_mut(g.out_pixels());
+    for channel in image_grad.chunks_exact_mut(plane) {
+        for ky in 0..kh {
+            let (oy_lo, oy_hi) = g.valid_outputs(0, ky);
+            for kx in 0..kw {
+                let (ox_lo, ox_hi) = g.valid_outputs(1, kx);
+                let Some(row) = rows.next() else { return };
+                for oy in oy_lo..oy_hi {
+                    row[oy * ow..oy * ow + ox_lo].fill(0.0);
+                    row[oy * ow + ox_hi..(oy + 1) * ow].fill(0.0);
+                }
+                let (lo, hi) = g.shifted_range(ky, kx);
+                if lo == hi {
+                    continue;
+                }
+                let dst_lo = (lo as isize + g.plane_shift(ky, kx)) as usize;
+                for (d, s) in channel[dst_lo..dst_lo + (hi - lo)]
+                    .iter_mut()
+                    .zip(&row[lo..hi])
+                {
+                    *d += *s;
+                }
+            }
+        }
+    }
+}
+
 /// Fills `columns` (`[C_in·kh·kw, OH·OW]`) with the patches of one image `[C_in, H, W]`.
 fn im2col(g: &Conv2dGeometry, image: &[f32], columns: &mut [f32]) {
+    if g.rows_are_shifted_planes() {
+        return im2col_shifted(g, image, columns);
+    }
     let [kh, kw] = g.kernel;
     let (ow, sw, dw, pad_left) = (g.out_width, g.stride[1], g.dilation[1], g.padding[1].0);
     let plane = g.in_height * g.in_width;
@@ -117,8 +217,12 @@ fn im2col(g: &Conv2dGeometry, image: &[f32], columns: &mut [f32]) {
 }
 
 /// Adds every entry of `columns` (`[C_in·kh·kw, OH·OW]`) into the input pixel it was read from:
-/// the adjoint of [`im2col`]. `image_grad` must start zeroed.
-fn col2im(g: &Conv2dGeometry, columns: &[f32], image_grad: &mut [f32]) {
+/// the adjoint of [`im2col`]. `image_grad` must start zeroed; `columns` is scratch and may be
+/// changed.
+fn col2im(g: &Conv2dGeometry, columns: &mut [f32], image_grad: &mut [f32]) {
+    if g.rows_are_shifted_planes() {
+        return col2im_shifted(g, columns, image_grad);
+    }
     let [kh, kw] = g.kernel;
     let (ow, sw, dw, pad_left) = (g.out_width, g.stride[1], g.dilation[1], g.padding[1].0);
     let plane = g.in_height * g.in_width;
@@ -321,50 +425,49 @@ impl PartialSums {
     }
 }
 
-/// The weight gradient's and bias gradient's share of one image, added into `sums`.
-fn accumulate_image(
+/// One image's share of the backward pass: its weight- and bias-gradient terms added into
+/// `sums`, and its input gradient written into `image_grad` (zeroed on entry) where given.
+/// Both GEMMs reuse the thread's im2col buffer while `dy` is still in cache.
+fn backward_image(
     g: &Conv2dGeometry,
     image: &[f32],
+    weight: &[f32],
     dy: &[f32],
+    image_grad: Option<&mut [f32]>,
     wanted: WantedGrads,
     sums: &mut PartialSums,
 ) {
     let (pixels, patch) = (g.out_pixels(), g.patch_len());
-    if wanted.weight {
-        let dy_matrix = MatrixView::row_major(dy, pixels);
-        let gemm_shape = [g.out_channels, patch, pixels];
-        if g.columns_are_image() {
-            let columns_t = MatrixView::transposed(image, pixels);
-            matmul(&mut sums.weight, gemm_shape, dy_matrix, columns_t, true);
-        } else {
-            with_columns(patch * pixels, |columns| {
-                im2col(g, image, columns);
-                let columns_t = MatrixView::transposed(columns, pixels);
-                matmul(&mut sums.weight, gemm_shape, dy_matrix, columns_t, true);
-            });
-        }
-    }
+    let dy_matrix = MatrixView::row_major(dy, pixels);
     if wanted.bias {
         for (b, channel) in sums.bias.iter_mut().zip(dy.chunks_exact(pixels)) {
             *b += channel.iter().sum::<f32>();
         }
     }
-}
-
-/// The input gradient of one image, written into `image_grad` (zeroed on entry).
-fn input_grad_image(g: &Conv2dGeometry, weight: &[f32], dy: &[f32], image_grad: &mut [f32]) {
-    let (pixels, patch) = (g.out_pixels(), g.patch_len());
+    let weight_shape = [g.out_channels, patch, pixels];
+    let input_shape = [patch, pixels, g.out_channels];
     let weight_t = MatrixView::transposed(weight, patch);
-    let dy_matrix = MatrixView::row_major(dy, pixels);
-    let gemm_shape = [patch, pixels, g.out_channels];
     if g.columns_are_image() {
-        matmul(image_grad, gemm_shape, weight_t, dy_matrix, false);
-    } else {
-        with_columns(patch * pixels, |columns| {
-            matmul(columns, gemm_shape, weight_t, dy_matrix, false);
-            col2im(g, columns, image_grad);
-        });
+        if wanted.weight {
+            let columns_t = MatrixView::transposed(image, pixels);
+            matmul(&mut sums.weight, weight_shape, dy_matrix, columns_t, true);
+        }
+        if let Some(image_grad) = image_grad {
+            matmul(image_grad, input_shape, weight_t, dy_matrix, false);
+        }
+        return;
     }
+    with_columns(patch * pixels, |columns| {
+        if wanted.weight {
+            im2col(g, image, columns);
+            let columns_t = MatrixView::transposed(columns, pixels);
+            matmul(&mut sums.weight, weight_shape, dy_matrix, columns_t, true);
+        }
+        if let Some(image_grad) = image_grad {
+            matmul(columns, input_shape, weight_t, dy_matrix, false);
+            col2im(g, columns, image_grad);
+        }
+    });
 }
 
 /// The gradients of the convolution of `input` with `weight` (and a bias, whose gradient needs
@@ -382,30 +485,32 @@ pub fn conv2d_backward(
         out_grad.len(),
         g.batch * g.out_image_len(),
     )?;
-    let mut grads = Conv2dGrads::default();
-    if wanted.input {
-        let mut input_grad = vec![0f32; g.batch * g.image_len()];
-        input_grad
-            .par_chunks_mut(g.image_len())
-            .zip(out_grad.par_chunks(g.out_image_len()))
-            .for_each(|(image_grad, dy)| input_grad_image(g, weight, dy, image_grad));
-        grads.input = Some(input_grad);
-    }
-    if wanted.weight || wanted.bias {
-        let empty = || PartialSums {
-            weight: vec![0.0; if wanted.weight { g.weight_len() } else { 0 }],
-            bias: vec![0.0; if wanted.bias { g.out_channels } else { 0 }],
-        };
-        let sums = input
-            .par_chunks(g.image_len())
-            .zip(out_grad.par_chunks(g.out_image_len()))
-            .fold(empty, |mut sums, (image, dy)| {
-                accumulate_image(g, image, dy, wanted, &mut sums);
+    let empty = || PartialSums {
+        weight: vec![0.0; if wanted.weight { g.weight_len() } else { 0 }],
+        bias: vec![0.0; if wanted.bias { g.out_channels } else { 0 }],
+    };
+    let images = input
+        .par_chunks(g.image_len())
+        .zip(out_grad.par_chunks(g.out_image_len()));
+    let mut input_grad = wanted.input.then(|| vec![0f32; g.batch * g.image_len()]);
+    let sums = match input_grad.as_mut() {
+        Some(input_grad) => images
+            .zip(input_grad.par_chunks_mut(g.image_len()))
+            .fold(empty, |mut sums, ((image, dy), image_grad)| {
+                backward_image(g, image, weight, dy, Some(image_grad), wanted, &mut sums);
                 sums
             })
-            .reduce(empty, PartialSums::add);
-        grads.weight = wanted.weight.then_some(sums.weight);
-        grads.bias = wanted.bias.then_some(sums.bias);
-    }
-    Ok(grads)
+            .reduce(empty, PartialSums::add),
+        None => images
+            .fold(empty, |mut sums, (image, dy)| {
+                backward_image(g, image, weight, dy, None, wanted, &mut sums);
+                sums
+            })
+            .reduce(empty, PartialSums::add),
+    };
+    Ok(Conv2dGrads {
+        input: input_grad,
+        weight: wanted.weight.then_some(sums.weight),
+        bias: wanted.bias.then_some(sums.bias),
+    })
 }
