@@ -11,7 +11,7 @@ use std::sync::Arc;
 use burn::prelude::*;
 use keen_data::dataset::ImageDataset;
 use keen_data::loader::{epoch_batches, LoaderConfig, Normalization};
-use keen_models::graph::quant::{affine_qparams, Observer, QuantConfig, QuantState};
+use keen_models::graph::quant::{affine_qparams, QuantState};
 use keen_models::graph::{quant_points, GraphNet, OpDef};
 use keen_models::KeenModel;
 use keen_train::evaluate;
@@ -178,15 +178,7 @@ pub fn mse_range(values: &[f32], full: [f32; 2]) -> [f32; 2] {
 
 /// Turns fake quantization on with `ranges`; `observe` lets QAT keep updating them.
 pub fn enable(graph: GraphNet, ranges: Vec<Option<[f32; 2]>>, observe: bool) -> GraphNet {
-    let state = QuantState {
-        config: QuantConfig {
-            enabled: true,
-            observe,
-            observer: Observer::MovingAverage { constant: 0.01 },
-            float_nodes: Vec::new(),
-        },
-        ranges: Arc::new(std::sync::Mutex::new(ranges)),
-    };
+    let state = QuantState::enabled(ranges, observe);
     graph.with_quant(state)
 }
 

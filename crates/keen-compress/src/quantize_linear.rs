@@ -66,15 +66,7 @@ pub fn enable_linear(
     ranges: Vec<Option<[f32; 2]>>,
     observe: bool,
 ) -> Result<KeenModel, CompressError> {
-    let state = QuantState {
-        config: QuantConfig {
-            enabled: true,
-            observe,
-            observer: Observer::MovingAverage { constant: 0.01 },
-            float_nodes: Vec::new(),
-        },
-        ranges: Arc::new(Mutex::new(ranges)),
-    };
+    let state = QuantState::enabled(ranges, observe);
     Ok(model.with_linear_quant(state)?)
 }
 

@@ -19,6 +19,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::TensorData;
+use keen_kernels::conv2d_layer;
 
 use crate::feature_map::{global_avg_pool, SpatialFeatures};
 use crate::flops::{conv2d_macs, linear_macs};
@@ -288,7 +289,7 @@ impl SpatialFeatures for BotNet {
     /// The attention stage's output: attention layers keep the map's layout, so it is the
     /// last spatial map as in a ResNet.
     fn forward_feature_map(&self, images: Tensor<4>) -> Tensor<4> {
-        let mut x = relu(self.stem_bn.forward(self.stem.forward(images)));
+        let mut x = relu(self.stem_bn.forward(conv2d_layer(&self.stem, images)));
         for block in &self.blocks {
             x = block.forward(x);
         }

@@ -75,13 +75,13 @@ impl<'a> QuantPoints<'a> {
     /// `conv` applied to `x` through point `k`.
     pub fn conv(&self, k: usize, conv: &Conv2d, x: Tensor<4>) -> Tensor<4> {
         match self.input(k, x) {
-            (x, false) => conv.forward(x),
+            (x, false) => keen_kernels::conv2d_layer(conv, x),
             (x, true) => {
                 // A copy whose weight is computed from the original's: gradients still reach
-                // the original parameter, and the padding logic stays burn's.
+                // the original parameter.
                 let mut quantized = conv.clone();
                 quantized.weight = quantized.weight.map(fake_quant_conv_weight);
-                quantized.forward(x)
+                keen_kernels::conv2d_layer(&quantized, x)
             }
         }
     }

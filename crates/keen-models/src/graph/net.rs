@@ -5,8 +5,8 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-use burn::tensor::module::conv2d;
 use burn::tensor::ops::ConvOptions;
+use keen_kernels::conv2d;
 
 use super::quant::{
     fake_quant_activation, fake_quant_conv_weight, fake_quant_linear_weight, QuantRecord,

@@ -131,6 +131,20 @@ pub struct QuantRecord {
 }
 
 impl QuantState {
+    /// Fake quantization on, with calibrated `ranges`; `observe` lets QAT keep moving them
+    /// (a moving average with constant 0.01).
+    pub fn enabled(ranges: Vec<Option<[f32; 2]>>, observe: bool) -> Self {
+        Self {
+            config: QuantConfig {
+                enabled: true,
+                observe,
+                observer: Observer::MovingAverage { constant: 0.01 },
+                float_nodes: Vec::new(),
+            },
+            ranges: Arc::new(Mutex::new(ranges)),
+        }
+    }
+
     /// A float graph's state for `values` values.
     pub fn new(values: usize) -> Self {
         Self {

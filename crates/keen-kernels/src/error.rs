@@ -1,0 +1,31 @@
+//! What can be wrong with the buffers and shapes handed to a kernel.
+
+/// Errors of keen's kernels: each names the shape or length that was wrong.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum KernelError {
+    #[error("convolution input {input_shape:?} has a different channel count than weight {weight_shape:?} expects")]
+    ChannelMismatch {
+        input_shape: [usize; 4],
+        weight_shape: [usize; 4],
+    },
+    #[error("convolution with a zero size: input {input_shape:?}, weight {weight_shape:?}, stride {stride:?}, dilation {dilation:?}")]
+    ZeroSize {
+        input_shape: [usize; 4],
+        weight_shape: [usize; 4],
+        stride: [usize; 2],
+        dilation: [usize; 2],
+    },
+    #[error("convolution kernel {weight_shape:?} (dilation {dilation:?}) is larger than the padded input {input_shape:?} (padding {padding:?})")]
+    KernelLargerThanInput {
+        input_shape: [usize; 4],
+        weight_shape: [usize; 4],
+        padding: [(usize, usize); 2],
+        dilation: [usize; 2],
+    },
+    #[error("{what} has {len} elements, expected {expected}")]
+    BufferLength {
+        what: &'static str,
+        len: usize,
+        expected: usize,
+    },
+}
