@@ -179,6 +179,18 @@ fn write_toy_idx(dir: &Path, train: usize, test: usize) {
     }
 }
 
+/// A temporary folder with a toy dataset of `train` and `test` images in `data/` and a run
+/// folder path `run/`: (the folder, which removes both when dropped; the data path; the run path).
+fn toy_run(train: usize, test: usize) -> (tempfile::TempDir, String, String) {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    write_toy_idx(&data, train, test);
+    let data = data.to_str().expect("utf-8").to_string();
+    let out = dir.path().join("run").to_str().expect("utf-8").to_string();
+    (dir, data, out)
+}
+
 fn wait_for(path: &Path, limit: Duration) -> bool {
     let start = Instant::now();
     while start.elapsed() < limit {
@@ -404,14 +416,8 @@ fn kill_9_during_a_recipe_then_rerun_finishes_without_redoing_stages() {
 
 #[test]
 fn calibrate_writes_reliability_pngs_and_a_risk_coverage_curve() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).expect("data dir");
-    write_toy_idx(&data, 400, 200);
-    let (data, out) = (
-        data.to_str().expect("utf-8"),
-        dir.path().join("run").to_str().expect("utf-8").to_string(),
-    );
+    let (_dir, data, out) = toy_run(400, 200);
+    let data = data.as_str();
     // One epoch is enough: the test checks what calibrate writes, not how well it calibrates.
     let mut args = train_args(data, &out);
     let epochs = 1 + args
@@ -445,14 +451,8 @@ fn calibrate_writes_reliability_pngs_and_a_risk_coverage_curve() {
 
 #[test]
 fn augmix_consistency_training_learns_and_refuses_combinations() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).expect("data dir");
-    write_toy_idx(&data, 400, 200);
-    let (data, out) = (
-        data.to_str().expect("utf-8"),
-        dir.path().join("run").to_str().expect("utf-8").to_string(),
-    );
+    let (_dir, data, out) = toy_run(400, 200);
+    let data = data.as_str();
     let mut args = train_args(data, &out);
     args.extend(["--augmix", "--augmix-lambda", "6"]);
     let trained = run(&args);
