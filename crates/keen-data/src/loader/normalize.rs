@@ -78,20 +78,29 @@ impl Normalization {
         }
     }
 
+    /// Values per channel plane of an image of `len` values written to `out_len` values.
+    ///
+    /// # Panics
+    /// If the lengths differ or `len` is not a multiple of the channel count (`what` names the
+    /// caller in the message).
+    fn plane_len(&self, what: &str, len: usize, out_len: usize) -> usize {
+        assert_eq!(len, out_len, "{what}: input and output lengths differ");
+        let c = self.mean.len();
+        let plane = len.checked_div(c).unwrap_or(0);
+        assert!(
+            c > 0 && plane * c == len,
+            "{what}: {len} values do not split into {c} channels"
+        );
+        plane
+    }
+
     /// The inverse of [`Self::apply`]: normalized CHW values back to `u8` pixels (rounded and
     /// clamped), for augmentations that run on batches the loader already normalized.
     ///
     /// # Panics
     /// If `out.len() != normalized.len()` or the length is not a multiple of the channel count.
     pub fn invert(&self, normalized: &[f32], out: &mut [u8]) {
-        assert_eq!(normalized.len(), out.len(), "invert: lengths differ");
-        let c = self.mean.len();
-        let plane = normalized.len().checked_div(c).unwrap_or(0);
-        assert!(
-            c > 0 && plane * c == normalized.len(),
-            "invert: {} values do not split into {c} channels",
-            normalized.len()
-        );
+        let plane = self.plane_len("invert", normalized.len(), out.len());
         if plane == 0 {
             return;
         }
@@ -112,18 +121,7 @@ impl Normalization {
     /// # Panics
     /// If `out.len() != img.len()` or the length is not a multiple of the channel count.
     pub fn apply(&self, img: &[u8], out: &mut [f32]) {
-        assert_eq!(
-            img.len(),
-            out.len(),
-            "normalize: input and output lengths differ"
-        );
-        let c = self.mean.len();
-        let plane = img.len().checked_div(c).unwrap_or(0);
-        assert!(
-            c > 0 && plane * c == img.len(),
-            "normalize: {} values do not split into {c} channels",
-            img.len()
-        );
+        let plane = self.plane_len("normalize", img.len(), out.len());
         if plane == 0 {
             return;
         }
