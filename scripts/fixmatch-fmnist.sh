@@ -18,7 +18,9 @@
 # else it is built here, with --features cuda/wgpu when DEVICE asks for them), OUT (run folder,
 # default runs/fixmatch-fmnist), MODEL (cnn-small), SEEDS ("1"; several give one pair each),
 # LABELS (per class, 100), BATCH (labelled batch B, 64), MU (7), THRESHOLD (0.95), LAMBDA (1),
-# EPOCHS (6) and STEPS_PER_EPOCH (250): 1,500 steps, sized for ~3 minutes of FixMatch on one
+# EMA (decay of the weight average both runs validate and save, as the paper evaluates; 0.999;
+# "off" for none), TRAIN_ARGS (more keen train options for both runs, e.g. "--optimizer sgd
+# --lr 0.03 --weight-decay 5e-4" for the paper's optimizer), EPOCHS (6) and STEPS_PER_EPOCH (250): 1,500 steps, sized for ~3 minutes of FixMatch on one
 # H200 (a step is 64 labelled + 448 strong images forward and backward and 448 weak images
 # forward). DATA (a folder with the Fashion-MNIST files; else keen's search order).
 #
@@ -38,6 +40,9 @@ THRESHOLD=${THRESHOLD:-0.95}
 LAMBDA=${LAMBDA:-1}
 EPOCHS=${EPOCHS:-6}
 STEPS_PER_EPOCH=${STEPS_PER_EPOCH:-250}
+EMA=${EMA:-0.999}
+read -r -a EXTRA_ARGS <<<"${TRAIN_ARGS:-}"
+[[ "$EMA" != off ]] && EXTRA_ARGS+=(--ema-decay "$EMA")
 DATA_ARGS=()
 [[ -n "${DATA:-}" ]] && DATA_ARGS=(--data "$DATA")
 
@@ -51,11 +56,11 @@ if [[ -z "${KEEN:-}" ]]; then
     KEEN="$KEEN_BIN"
 fi
 mkdir -p "$OUT"
-echo "keen: $KEEN; device: $DEVICE; $MODEL, $LABELS labels/class, B=$BATCH, mu=$MU, tau=$THRESHOLD, lambda=$LAMBDA, $EPOCHS x $STEPS_PER_EPOCH steps, seeds: $SEEDS"
+echo "keen: $KEEN; device: $DEVICE; $MODEL, $LABELS labels/class, B=$BATCH, mu=$MU, tau=$THRESHOLD, lambda=$LAMBDA, $EPOCHS x $STEPS_PER_EPOCH steps, seeds: $SEEDS, ema: $EMA, more: ${TRAIN_ARGS:-none}"
 
 COMMON=(--model "$MODEL" --dataset fashion-mnist "${DATA_ARGS[@]}" --device "$DEVICE" --no-progress
     --labels-per-class "$LABELS" --batch-size "$BATCH" --epochs "$EPOCHS"
-    --steps-per-epoch "$STEPS_PER_EPOCH" --crop-padding 2 --hflip true)
+    --steps-per-epoch "$STEPS_PER_EPOCH" --crop-padding 2 --hflip true "${EXTRA_ARGS[@]}")
 
 train() { # name, seed, then extra keen train options
     local name=$1 seed=$2

@@ -289,6 +289,7 @@ mod tests {
             steps_per_epoch: None,
             labels_per_class: None,
             fixmatch: None,
+            ema_decay: None,
         };
         let dir = tempfile::tempdir().expect("tempdir");
         let options = TrainOptions {

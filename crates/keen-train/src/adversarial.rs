@@ -518,6 +518,7 @@ mod tests {
             steps_per_epoch: None,
             labels_per_class: None,
             fixmatch: None,
+            ema_decay: None,
         }
     }
 

@@ -91,6 +91,11 @@ impl RunDir {
         self.root.join(format!("{stem}.optim.bpk"))
     }
 
+    /// Averaged-weights file of a checkpoint stem (runs with `ema_decay`).
+    pub fn checkpoint_average(&self, stem: &str) -> PathBuf {
+        self.root.join(format!("{stem}.ema.bpk"))
+    }
+
     /// Writes `value` as pretty JSON to `path`, atomically.
     pub fn write_json<T: Serialize>(&self, path: &Path, value: &T) -> Result<(), TrainError> {
         let text = serde_json::to_string_pretty(value).map_err(|e| TrainError::BadRunFile {
@@ -153,6 +158,7 @@ impl RunDir {
             let stem = Self::checkpoint_stem(epoch);
             let _ = fs::remove_file(self.checkpoint_model(&stem));
             let _ = fs::remove_file(self.checkpoint_optimizer(&stem));
+            let _ = fs::remove_file(self.checkpoint_average(&stem));
         }
     }
 }

@@ -85,6 +85,10 @@ pub struct TrainConfig {
     /// FixMatch semi-supervised training on the images left out of `labels_per_class`.
     #[serde(default)]
     pub fixmatch: Option<FixMatchConfig>,
+    /// Keep an exponential moving average of the weights with this decay (e.g. 0.999), and
+    /// validate and save the average instead of the last weights.
+    #[serde(default)]
+    pub ema_decay: Option<f64>,
 }
 
 impl TrainConfig {
@@ -116,6 +120,7 @@ impl TrainConfig {
             steps_per_epoch: None,
             labels_per_class: None,
             fixmatch: None,
+            ema_decay: None,
         };
         match model {
             // Small and fast: Adam converges in a few epochs without augmentation.

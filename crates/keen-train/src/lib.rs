@@ -1,7 +1,7 @@
 //! keen-train: the training loop and everything a run leaves behind.
 //!
 //! Owns: optimizers (SGD with momentum, AdamW) and learning-rate schedules, losses, metrics,
-//! mixup/CutMix, FixMatch semi-supervised training ([`fixmatch`]), evaluation, the JSON-lines
+//! mixup/CutMix, an average of the weights ([`ema`]), FixMatch semi-supervised training ([`fixmatch`]), evaluation, the JSON-lines
 //! log and learning curves, atomic checkpoints and exact `--resume`, the training-throughput
 //! benchmark, adversarial training ([`adversarial`]), the bridge that lets keen-robust's attacks
 //! and ODIN query a model's input gradient ([`input_gradient`]) and the logits-plus-features pass
@@ -17,6 +17,7 @@ pub mod checkpoint;
 pub mod config;
 pub mod consistency;
 pub mod curves;
+pub mod ema;
 pub mod error;
 pub mod evaluate;
 pub mod features;

@@ -23,6 +23,7 @@ use serde::{Deserialize, Serialize};
 use crate::checkpoint::{RunDir, RunState};
 use crate::config::{OptimizerKind, TrainConfig};
 use crate::curves::learning_curves_svg;
+use crate::ema::{validate_decay, WeightAverage};
 use crate::evaluate::evaluate;
 use crate::fixmatch::FixMatch;
 use crate::hooks::{PlainTraining, TrainHooks};
@@ -166,6 +167,9 @@ fn validate_config(config: &TrainConfig, dataset: &ImageDataset) -> Result<(), T
                 "FixMatch cannot be combined with mixup or CutMix".into(),
             ));
         }
+    }
+    if let Some(decay) = config.ema_decay {
+        validate_decay(decay)?;
     }
     if dataset.is_empty() {
         return Err(TrainError::BadConfig(format!(
@@ -312,18 +316,18 @@ pub fn train_with(
         hooks
     };
     let mut optimizer = build_optimizer(config);
+    let mut average = config
+        .ema_decay
+        .map(|decay| WeightAverage::new(decay, &model))
+        .transpose()?;
     let (mut start_epoch, mut global_step, mut history) = (0, 0, Vec::new());
     if let Some(state) = state {
         // Burnpack records keep parameter ids, which the optimizer state is keyed by.
-        let model_file = run.checkpoint_model(&state.checkpoint);
-        let bytes = std::fs::read(&model_file).map_err(TrainError::io(&model_file))?;
-        let bad_checkpoint = |e: burn::store::RecordError| TrainError::BadRunFile {
-            path: model_file.clone(),
-            reason: e.to_string(),
-        };
-        let record =
-            ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(bad_checkpoint)?;
-        model = model.try_load_record(record).map_err(bad_checkpoint)?;
+        model = load_checkpoint_model(model, &run.checkpoint_model(&state.checkpoint))?;
+        if let Some(average) = &mut average {
+            let file = run.checkpoint_average(&state.checkpoint);
+            average.set_model(load_checkpoint_model(average.model().clone(), &file)?);
+        }
         let optim_file = run.checkpoint_optimizer(&state.checkpoint);
         let bytes = std::fs::read(&optim_file).map_err(TrainError::io(&optim_file))?;
         optimizer = optimizer
@@ -383,6 +387,9 @@ pub fn train_with(
                 train_step(model, &mut optimizer, batch, &step_devices, lr, &*hooks);
             global_step += 1;
             model = hooks.after_step(updated, global_step, schedule.total_steps);
+            if let Some(average) = &mut average {
+                average.update(&model, global_step - 1);
+            }
             let (batch_loss, batch_correct) = (outcome.loss, outcome.correct);
             if !batch_loss.is_finite() {
                 return Err(TrainError::BadConfig(format!(
@@ -404,10 +411,18 @@ pub fn train_with(
         }
         bar.finish_and_clear();
         let train_seconds = started.elapsed().as_secs_f64();
+        let mut extra = hooks.epoch_metrics();
         let (val_loss, val_accuracy) = if val_idx.is_empty() {
             (None, None)
         } else {
-            let report = evaluate(&model, &shared, &val_idx, &normalization, 256, &device);
+            // With a weight average, the average is the model being validated (and saved);
+            // the trained weights' accuracy is logged beside it.
+            let validated = average.as_ref().map_or(&model, WeightAverage::model);
+            let report = evaluate(validated, &shared, &val_idx, &normalization, 256, &device);
+            if average.is_some() {
+                let raw = evaluate(&model, &shared, &val_idx, &normalization, 256, &device);
+                extra.insert("raw_val_accuracy".into(), raw.accuracy);
+            }
             (Some(report.loss), Some(report.accuracy))
         };
         let record = EpochRecord {
@@ -419,24 +434,17 @@ pub fn train_with(
             lr,
             train_seconds,
             images_per_sec: seen as f64 / train_seconds.max(1e-9),
-            extra: hooks.epoch_metrics(),
+            extra,
         };
         eprintln!("{}", describe(&record, config.epochs));
         history.push(record);
 
         // Checkpoint files first, state.json last: state.json is the commit point.
         let stem = RunDir::checkpoint_stem(epoch + 1);
-        let model_path = run.checkpoint_model(&stem);
-        let model_bytes =
-            model
-                .clone()
-                .into_record()
-                .into_bytes()
-                .map_err(|e| TrainError::BadRunFile {
-                    path: model_path.clone(),
-                    reason: e.to_string(),
-                })?;
-        write_atomic(&model_path, &model_bytes).map_err(TrainError::io(&model_path))?;
+        save_checkpoint_model(&model, &run.checkpoint_model(&stem))?;
+        if let Some(average) = &average {
+            save_checkpoint_model(average.model(), &run.checkpoint_average(&stem))?;
+        }
         let optim_bytes = optimizer.into_bytes().map_err(|e| TrainError::BadRunFile {
             path: run.checkpoint_optimizer(&stem),
             reason: e.to_string(),
@@ -458,7 +466,8 @@ pub fn train_with(
     let finished = completed_epochs >= config.epochs;
     let model_path = if finished {
         let path = run.model_path();
-        weights::save(&model.valid(), &spec, &metadata, &path)?;
+        let trained = average.as_ref().map_or(&model, WeightAverage::model);
+        weights::save(&trained.valid(), &spec, &metadata, &path)?;
         Some(path)
     } else {
         None
@@ -469,6 +478,33 @@ pub fn train_with(
         history,
         model_path,
     })
+}
+
+/// Writes `model`'s record (burnpack, keeping parameter ids) to a checkpoint file, atomically.
+fn save_checkpoint_model(model: &KeenModel, path: &std::path::Path) -> Result<(), TrainError> {
+    let bytes = model
+        .clone()
+        .into_record()
+        .into_bytes()
+        .map_err(|e| TrainError::BadRunFile {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })?;
+    write_atomic(path, &bytes).map_err(TrainError::io(path))
+}
+
+/// Loads a checkpoint file written by [`save_checkpoint_model`] into `model`.
+fn load_checkpoint_model(
+    model: KeenModel,
+    path: &std::path::Path,
+) -> Result<KeenModel, TrainError> {
+    let bytes = std::fs::read(path).map_err(TrainError::io(path))?;
+    let bad_checkpoint = |e: burn::store::RecordError| TrainError::BadRunFile {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    };
+    let record = ModuleRecord::from_bytes(Bytes::from_bytes_vec(bytes)).map_err(bad_checkpoint)?;
+    model.try_load_record(record).map_err(bad_checkpoint)
 }
 
 /// burn's random generator is global to the process; holding this lock from seeding to the

@@ -41,6 +41,7 @@ fn fixmatch_config() -> TrainConfig {
             threshold: 0.9,
             ..FixMatchConfig::default()
         }),
+        ema_decay: None,
     }
 }
 

@@ -33,6 +33,7 @@ fn vit_config() -> TrainConfig {
         steps_per_epoch: None,
         labels_per_class: None,
         fixmatch: None,
+        ema_decay: None,
     }
 }
 

@@ -42,6 +42,7 @@ fn toy_config() -> TrainConfig {
         steps_per_epoch: None,
         labels_per_class: None,
         fixmatch: None,
+        ema_decay: None,
     }
 }
 
@@ -108,8 +109,55 @@ fn training_learns_a_toy_task_and_writes_its_run_files() {
 
 #[test]
 fn resume_ends_where_an_uninterrupted_run_ends() {
+    assert_resume_ends_where_an_uninterrupted_run_ends(&toy_config());
+}
+
+/// The average is state of its own: a resumed run must reload it, not restart it.
+#[test]
+fn resume_with_a_weight_average_ends_where_an_uninterrupted_run_ends() {
+    assert_resume_ends_where_an_uninterrupted_run_ends(&TrainConfig {
+        ema_decay: Some(0.9),
+        ..toy_config()
+    });
+}
+
+#[test]
+fn with_a_weight_average_the_average_is_validated_and_saved() {
     let data = halves_dataset(160, 2);
-    let config = toy_config();
+    let plain_dir = tempfile::tempdir().expect("tempdir");
+    let plain = train(
+        &toy_config(),
+        &data,
+        &options(plain_dir.path(), false, None),
+    )
+    .expect("plain");
+    let averaged_dir = tempfile::tempdir().expect("tempdir");
+    let config = TrainConfig {
+        ema_decay: Some(0.9),
+        ..toy_config()
+    };
+    let averaged = train(&config, &data, &options(averaged_dir.path(), false, None)).expect("ema");
+    // The average does not change training: the trained weights' validation accuracy is the
+    // plain run's, logged beside the average's.
+    for (p, a) in plain.history.iter().zip(&averaged.history) {
+        assert_eq!(a.extra.get("raw_val_accuracy").copied(), p.val_accuracy);
+        assert_eq!(a.train_loss, p.train_loss);
+    }
+    // ...but the saved model is the average, not the last weights.
+    let last = tensors_of(&RunDir::new(plain_dir.path()).model_path());
+    let average = tensors_of(&RunDir::new(averaged_dir.path()).model_path());
+    assert_eq!(last.len(), average.len());
+    let max_diff = last
+        .iter()
+        .zip(&average)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(max_diff > 1e-4, "the saved model is the last weights");
+}
+
+fn assert_resume_ends_where_an_uninterrupted_run_ends(config: &TrainConfig) {
+    let data = halves_dataset(160, 2);
+    let config = config.clone();
     let straight = tempfile::tempdir().expect("tempdir");
     train(&config, &data, &options(straight.path(), false, None)).expect("straight run");
 
@@ -170,6 +218,10 @@ fn invalid_configs_are_rejected_before_training() {
         },
         TrainConfig {
             val_fraction: 1.5,
+            ..toy_config()
+        },
+        TrainConfig {
+            ema_decay: Some(1.0),
             ..toy_config()
         },
         TrainConfig {

@@ -138,6 +138,12 @@ pub struct TrainArgs {
     /// (ViT and DeiT models; 0 = off; DeiT-tiny uses 0.1).
     #[arg(long, value_name = "P")]
     pub drop_path: Option<f64>,
+    /// Keep an exponential moving average of the weights with this decay (timm's
+    /// --model-ema-decay; FixMatch uses 0.999), warmed up as min(D, (1+t)/(10+t)) over the steps
+    /// t. Validation and model.safetensors use the average; log.jsonl also has the trained
+    /// weights' raw_val_accuracy.
+    #[arg(long, value_name = "D")]
+    pub ema_decay: Option<f64>,
     /// Stop after this many epochs of this invocation; the run stays resumable.
     #[arg(long, hide = true)]
     pub stop_after_epochs: Option<usize>,
@@ -319,6 +325,7 @@ fn resolve_config(args: &TrainArgs) -> Result<TrainConfig> {
     if let Some(v) = args.drop_path {
         config.drop_path = v;
     }
+    config.ema_decay = args.ema_decay;
     config.steps_per_epoch = args.steps_per_epoch;
     config.labels_per_class = args.semi.labels_per_class;
     config.fixmatch = args.semi.fixmatch_config()?;
