@@ -450,6 +450,14 @@ fn calibrate_writes_reliability_pngs_and_a_risk_coverage_curve() {
 }
 
 #[test]
+fn a_weight_average_decay_outside_zero_to_one_is_a_clear_error() {
+    let (_dir, data, out) = toy_run(64, 32);
+    let mut args = train_args(&data, &out);
+    args.extend(["--ema-decay", "1.5"]);
+    assert_fails_with(&args, &["decay", "(0, 1)", "1.5"]);
+}
+
+#[test]
 fn augmix_consistency_training_learns_and_refuses_combinations() {
     let (_dir, data, out) = toy_run(400, 200);
     let data = data.as_str();
