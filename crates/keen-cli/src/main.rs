@@ -18,7 +18,8 @@ use clap::{Parser, Subcommand};
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 /// mimalloc's index of `mi_option_purge_delay` (milliseconds before freed pages go back to
-/// the OS; -1 = never) in the v2 sources the `mimalloc` crate builds.
+/// the OS; -1 = never): 15 in both the v3 sources the `mimalloc` crate builds by default and
+/// its v2 ones.
 const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
 
 extern "C" {

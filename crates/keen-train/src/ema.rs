@@ -18,7 +18,6 @@ use keen_models::KeenModel;
 use crate::TrainError;
 
 /// The averaged model and its decay.
-#[derive(Clone)]
 pub struct WeightAverage {
     decay: f64,
     model: KeenModel,

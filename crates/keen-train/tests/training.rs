@@ -144,45 +144,42 @@ fn with_a_weight_average_the_average_is_validated_and_saved() {
         assert_eq!(a.train_loss, p.train_loss);
     }
     // ...but the saved model is the average, not the last weights.
-    let last = tensors_of(&RunDir::new(plain_dir.path()).model_path());
-    let average = tensors_of(&RunDir::new(averaged_dir.path()).model_path());
-    assert_eq!(last.len(), average.len());
-    let max_diff = last
-        .iter()
-        .zip(&average)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
+    let max_diff = saved_models_differ_by(plain_dir.path(), averaged_dir.path());
     assert!(max_diff > 1e-4, "the saved model is the last weights");
+}
+
+/// The largest difference between any two corresponding weights of the models two run folders
+/// saved (which must have the same architecture).
+fn saved_models_differ_by(a: &std::path::Path, b: &std::path::Path) -> f32 {
+    let a = tensors_of(&RunDir::new(a).model_path());
+    let b = tensors_of(&RunDir::new(b).model_path());
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
 }
 
 fn assert_resume_ends_where_an_uninterrupted_run_ends(config: &TrainConfig) {
     let data = halves_dataset(160, 2);
-    let config = config.clone();
     let straight = tempfile::tempdir().expect("tempdir");
-    train(&config, &data, &options(straight.path(), false, None)).expect("straight run");
+    train(config, &data, &options(straight.path(), false, None)).expect("straight run");
 
     let interrupted = tempfile::tempdir().expect("tempdir");
     let first =
-        train(&config, &data, &options(interrupted.path(), false, Some(1))).expect("first leg");
+        train(config, &data, &options(interrupted.path(), false, Some(1))).expect("first leg");
     assert!(!first.finished && first.completed_epochs == 1);
     let second =
-        train(&config, &data, &options(interrupted.path(), true, Some(1))).expect("second leg");
+        train(config, &data, &options(interrupted.path(), true, Some(1))).expect("second leg");
     assert_eq!(second.completed_epochs, 2);
-    let last = train(&config, &data, &options(interrupted.path(), true, None)).expect("last leg");
+    let last = train(config, &data, &options(interrupted.path(), true, None)).expect("last leg");
     assert!(last.finished);
     assert_eq!(
         last.history.iter().map(|r| r.epoch).collect::<Vec<_>>(),
         vec![1, 2, 3]
     );
 
-    let a = tensors_of(&RunDir::new(straight.path()).model_path());
-    let b = tensors_of(&RunDir::new(interrupted.path()).model_path());
-    assert_eq!(a.len(), b.len());
-    let max_diff = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
+    let max_diff = saved_models_differ_by(straight.path(), interrupted.path());
     assert!(max_diff <= 1e-6, "resumed weights differ by {max_diff}");
 }
 
