@@ -22,6 +22,8 @@ pub enum KernelError {
         padding: [(usize, usize); 2],
         dilation: [usize; 2],
     },
+    #[error("batch norm input of shape {dims:?} is not [batch, channels, ...] with every size above zero")]
+    BatchNormShape { dims: Vec<usize> },
     #[error("{what} has {len} elements, expected {expected}")]
     BufferLength {
         what: &'static str,

@@ -19,7 +19,7 @@ use burn::tensor::activation::relu;
 use burn::tensor::module::attention;
 use burn::tensor::ops::AttentionModuleOptions;
 use burn::tensor::TensorData;
-use keen_kernels::conv2d_layer;
+use keen_kernels::{batch_norm, batch_norm_relu, conv2d_layer};
 
 use crate::feature_map::{global_avg_pool, SpatialFeatures};
 use crate::flops::{conv2d_macs, linear_macs};
@@ -213,8 +213,8 @@ impl BotBlock {
         } else {
             x
         };
-        let out = relu(self.bn1.forward(self.attn1.forward(x)));
-        let out = self.bn2.forward(self.attn2.forward(out));
+        let out = batch_norm_relu(&self.bn1, self.attn1.forward(x));
+        let out = batch_norm(&self.bn2, self.attn2.forward(out));
         relu(out + identity)
     }
 
@@ -289,7 +289,7 @@ impl SpatialFeatures for BotNet {
     /// The attention stage's output: attention layers keep the map's layout, so it is the
     /// last spatial map as in a ResNet.
     fn forward_feature_map(&self, images: Tensor<4>) -> Tensor<4> {
-        let mut x = relu(self.stem_bn.forward(conv2d_layer(&self.stem, images)));
+        let mut x = batch_norm_relu(&self.stem_bn, conv2d_layer(&self.stem, images));
         for block in &self.blocks {
             x = block.forward(x);
         }

@@ -8,7 +8,7 @@
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
-use keen_kernels::conv2d_layer;
+use keen_kernels::{batch_norm, conv2d_layer};
 
 use crate::feature_map::{global_avg_pool, SpatialFeatures};
 use crate::flops::{conv2d_macs, conv_out, linear_macs};
@@ -55,7 +55,7 @@ impl ConvBn {
     }
 
     fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(conv2d_layer(&self.conv, x))
+        batch_norm(&self.bn, conv2d_layer(&self.conv, x))
     }
 
     fn lower(&self, g: &mut GraphBuilder, name: &str, x: ValueId) -> ValueId {

@@ -12,7 +12,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-use keen_kernels::conv2d_layer;
+use keen_kernels::{batch_norm, batch_norm_relu, conv2d_layer};
 
 use crate::channel_gate::{ChannelGate, GateKind};
 use crate::feature_map::{global_avg_pool, SpatialFeatures};
@@ -78,7 +78,7 @@ impl Projection {
     }
 
     pub(crate) fn forward(&self, x: Tensor<4>) -> Tensor<4> {
-        self.bn.forward(conv2d_layer(&self.conv, x))
+        batch_norm(&self.bn, conv2d_layer(&self.conv, x))
     }
 }
 
@@ -109,8 +109,8 @@ impl BasicBlock {
             Some(projection) => projection.forward(x.clone()),
             None => x.clone(),
         };
-        let out = relu(self.bn1.forward(conv2d_layer(&self.conv1, x)));
-        let mut out = self.bn2.forward(conv2d_layer(&self.conv2, out));
+        let out = batch_norm_relu(&self.bn1, conv2d_layer(&self.conv1, x));
+        let mut out = batch_norm(&self.bn2, conv2d_layer(&self.conv2, out));
         if let Some(gate) = &self.gate {
             out = gate.forward(out);
         }
@@ -247,7 +247,7 @@ impl ResNet {
 
 impl SpatialFeatures for ResNet {
     fn forward_feature_map(&self, images: Tensor<4>) -> Tensor<4> {
-        let mut x = relu(self.stem_bn.forward(conv2d_layer(&self.stem, images)));
+        let mut x = batch_norm_relu(&self.stem_bn, conv2d_layer(&self.stem, images));
         for block in &self.blocks {
             x = block.forward(x);
         }

@@ -18,6 +18,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::Conv2dGeometry;
+use crate::simd::with_avx2;
 use crate::KernelError;
 
 thread_local! {
@@ -113,6 +114,7 @@ impl Conv2dGeometry {
 
 /// [`im2col`] for [`Conv2dGeometry::rows_are_shifted_planes`]: one copy per row, then the
 /// wrapped border columns and the rows in the padding set to zero.
+#[inline(always)]
 fn im2col_shifted(g: &Conv2dGeometry, image: &[f32], columns: &mut [f32]) {
     let [kh, kw] = g.kernel;
     let ow = g.out_width;
@@ -131,10 +133,7 @@ fn im2col_shifted(g: &Conv2dGeometry, image: &[f32], columns: &mut [f32]) {
                     let src_lo = (lo as isize + g.plane_shift(ky, kx)) as usize;
                     row[lo..hi].copy_from_slice(&channel[src_lo..src_lo + (hi - lo)]);
                 }
-                for oy in oy_lo..oy_hi {
-                    row[oy * ow..oy * ow + ox_lo].fill(0.0);
-                    row[oy * ow + ox_hi..(oy + 1) * ow].fill(0.0);
-                }
+                zero_border_columns(row, ow, oy_lo..oy_hi, ox_lo, ox_hi);
             }
         }
     }
@@ -142,6 +141,7 @@ fn im2col_shifted(g: &Conv2dGeometry, image: &[f32], columns: &mut [f32]) {
 
 /// [`col2im`] for [`Conv2dGeometry::rows_are_shifted_planes`]: the wrapped border entries of
 /// each row are zeroed (they belong to no input pixel), then the row is added in one pass.
+#[inline(always)]
 fn col2im_shifted(g: &Conv2dGeometry, columns: &mut [f32], image_grad: &mut [f32]) {
     let [kh, kw] = g.kernel;
     let ow = g.out_width;
@@ -153,10 +153,7 @@ fn col2im_shifted(g: &Conv2dGeometry, columns: &mut [f32], image_grad: &mut [f32
             for kx in 0..kw {
                 let (ox_lo, ox_hi) = g.valid_outputs(1, kx);
                 let Some(row) = rows.next() else { return };
-                for oy in oy_lo..oy_hi {
-                    row[oy * ow..oy * ow + ox_lo].fill(0.0);
-                    row[oy * ow + ox_hi..(oy + 1) * ow].fill(0.0);
-                }
+                zero_border_columns(row, ow, oy_lo..oy_hi, ox_lo, ox_hi);
                 let (lo, hi) = g.shifted_range(ky, kx);
                 if lo == hi {
                     continue;
@@ -173,8 +170,32 @@ fn col2im_shifted(g: &Conv2dGeometry, columns: &mut [f32], image_grad: &mut [f32
     }
 }
 
+/// Zeroes, in the rows `oy` of a shifted-plane im2col row (`OH × OW` values), the columns left
+/// of `ox_lo` and from `ox_hi` on: the entries that wrapped around from a neighbouring row.
+/// Written as strided stores, since each run is only a pixel or two wide and a `fill` per run
+/// costs a `memset` call.
+#[inline(always)]
+fn zero_border_columns(
+    row: &mut [f32],
+    ow: usize,
+    rows: std::ops::Range<usize>,
+    ox_lo: usize,
+    ox_hi: usize,
+) {
+    for col in (0..ox_lo).chain(ox_hi..ow) {
+        for oy in rows.clone() {
+            row[oy * ow + col] = 0.0;
+        }
+    }
+}
+
 /// Fills `columns` (`[C_in·kh·kw, OH·OW]`) with the patches of one image `[C_in, H, W]`.
 fn im2col(g: &Conv2dGeometry, image: &[f32], columns: &mut [f32]) {
+    with_avx2(|| im2col_any(g, image, columns))
+}
+
+#[inline(always)]
+fn im2col_any(g: &Conv2dGeometry, image: &[f32], columns: &mut [f32]) {
     if g.rows_are_shifted_planes() {
         return im2col_shifted(g, image, columns);
     }
@@ -220,6 +241,11 @@ fn im2col(g: &Conv2dGeometry, image: &[f32], columns: &mut [f32]) {
 /// the adjoint of [`im2col`]. `image_grad` must start zeroed; `columns` is scratch and may be
 /// changed.
 fn col2im(g: &Conv2dGeometry, columns: &mut [f32], image_grad: &mut [f32]) {
+    with_avx2(|| col2im_any(g, columns, image_grad))
+}
+
+#[inline(always)]
+fn col2im_any(g: &Conv2dGeometry, columns: &mut [f32], image_grad: &mut [f32]) {
     if g.rows_are_shifted_planes() {
         return col2im_shifted(g, columns, image_grad);
     }

@@ -386,7 +386,9 @@ impl GraphNet {
                     let bias = conv.bias.as_ref().map(|b| b.val());
                     Value::Map(conv2d(x.map(node), weight, bias, conv_options(&node.op)))
                 }
-                OpDef::BatchNorm { .. } => Value::Map(self.norms[slots[i]].forward(x.map(node))),
+                OpDef::BatchNorm { .. } => {
+                    Value::Map(keen_kernels::batch_norm(&self.norms[slots[i]], x.map(node)))
+                }
                 OpDef::Linear { .. } => {
                     let linear = &self.linears[slots[i]];
                     let mut weight = linear.weight.val();

@@ -1,27 +1,22 @@
-//! The burn backend extension that runs [`conv2d`] on keen's im2col + GEMM kernels on Flex.
-//!
-//! burn 0.22 models hold `Tensor<D>` on a runtime `Device`; its `Dispatch` backend routes each op
-//! to the concrete backend. `#[backend_extension]` adds keen's own op to that routing for Flex and
-//! for `Autodiff<Flex>`, whose implementation here registers a hand-written backward step (the
-//! macro generates no derivatives). Other devices never reach the extension: [`conv2d`] checks
-//! the device first and calls burn's convolution for them, since the generated routing panics on
-//! a backend it was not given.
+//! keen's convolution as a backend op: im2col + GEMM forward and backward on Flex.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
-use burn::backend::flex::{FlexTensor, Layout};
+use burn::backend::flex::FlexTensor;
 use burn::backend::ops::ModuleOps;
 use burn::backend::tensor::FloatTensor;
-use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, DispatchDevice, Flex};
+use burn::backend::{backend_extension, Autodiff, Backend, Dispatch, Flex};
 use burn::nn::conv::Conv2d;
 use burn::nn::PaddingConfig2d;
 use burn::tensor::ops::ConvOptions;
-use burn::tensor::{Bytes, DType, Shape, Tensor};
+use burn::tensor::{DType, Tensor};
 
 use crate::conv::im2col_gemm::{self, WantedGrads};
 use crate::conv::Conv2dGeometry;
+
+use super::{dense, flex_tensor, flex_vector, on_flex, values};
 
 /// keen's convolution as a backend op: `x` `[N, C_in, H, W]`, `weight` `[C_out, C_in, kh, kw]`,
 /// optional `bias` `[C_out]`, groups = 1, f32.
@@ -47,11 +42,7 @@ pub trait KeenConvBackend: Backend {
 /// Whether [`conv2d`] runs keen's kernels for these operands rather than burn's convolution:
 /// a Flex device (with or without autodiff), f32, groups = 1 and sizes that make a convolution.
 pub fn uses_keen_conv(input: &Tensor<4>, weight: &Tensor<4>, options: &ConvOptions<2>) -> bool {
-    let on_flex = matches!(
-        input.device().as_dispatch().clone().inner(),
-        DispatchDevice::Flex(_)
-    );
-    on_flex
+    on_flex(input)
         && input.dtype() == DType::F32
         && weight.dtype() == DType::F32
         && geometry_of(input.dims(), weight.dims(), options).is_some()
@@ -159,39 +150,6 @@ fn flex_geometry(
     geometry_of(dims4(x)?, dims4(weight)?, options)
 }
 
-/// A contiguous f32 copy-free view of `tensor` where it is already dense, a dense copy otherwise.
-fn dense(tensor: FlexTensor) -> FlexTensor {
-    if tensor.layout().contiguous_offsets().is_some() {
-        tensor
-    } else {
-        tensor.to_contiguous()
-    }
-}
-
-/// The f32 elements of a tensor made dense by [`dense`].
-fn values(tensor: &FlexTensor) -> &[f32] {
-    tensor
-        .as_slice::<f32>()
-        .expect("dense() returns a contiguous tensor and flex_geometry checked the dtype is f32")
-}
-
-fn flex_tensor(values: Vec<f32>, shape: [usize; 4]) -> FlexTensor {
-    FlexTensor::new(
-        Bytes::from_elems(values),
-        Layout::contiguous(Shape::from(shape.to_vec())),
-        DType::F32,
-    )
-}
-
-fn flex_vector(values: Vec<f32>) -> FlexTensor {
-    let len = values.len();
-    FlexTensor::new(
-        Bytes::from_elems(values),
-        Layout::contiguous(Shape::from(vec![len])),
-        DType::F32,
-    )
-}
-
 /// The forward pass on Flex primitives with a geometry already checked.
 fn forward(
     geometry: &Conv2dGeometry,
@@ -207,7 +165,7 @@ fn forward(
         bias.as_ref().map(values),
     )
     .expect("buffer lengths follow from the geometry of these tensors' shapes");
-    flex_tensor(out, geometry.output_shape())
+    flex_tensor(out, &geometry.output_shape())
 }
 
 impl KeenConvBackend for Flex {
@@ -269,10 +227,10 @@ impl KeenConv2dBackward {
         )
         .expect("buffer lengths follow from the geometry saved with these tensors");
         if let (Some(node), Some(grad)) = (x_node, computed.input) {
-            grads.register::<Flex>(node.id, flex_tensor(grad, self.geometry.input_shape()));
+            grads.register::<Flex>(node.id, flex_tensor(grad, &self.geometry.input_shape()));
         }
         if let (Some(node), Some(grad)) = (weight_node, computed.weight) {
-            grads.register::<Flex>(node.id, flex_tensor(grad, self.geometry.weight_shape()));
+            grads.register::<Flex>(node.id, flex_tensor(grad, &self.geometry.weight_shape()));
         }
         if let (Some(node), Some(grad)) = (bias_node, computed.bias) {
             grads.register::<Flex>(node.id, flex_vector(grad));
