@@ -15,7 +15,7 @@ mkdir -p "$out" runs
 # name | keen train options (beyond the model's preset)
 recipes=(
   "cnn-small|"
-  "resnet20|--epochs 9 --steps-per-epoch 720 --batch-size 64 --lr 0.05 --label-smoothing 0.1 --crop-padding 0"
+  "resnet20|--epochs 10 --steps-per-epoch 720 --batch-size 64 --lr 0.05 --label-smoothing 0.1 --crop-padding 0"
 )
 wanted=("$@")
 for recipe in "${recipes[@]}"; do

@@ -31,3 +31,20 @@ pub enum KernelError {
         expected: usize,
     },
 }
+
+/// Fails unless `len` is the element count `expected` that `what` must have.
+pub(crate) fn check_len(
+    what: &'static str,
+    len: usize,
+    expected: usize,
+) -> Result<(), KernelError> {
+    if len == expected {
+        Ok(())
+    } else {
+        Err(KernelError::BufferLength {
+            what,
+            len,
+            expected,
+        })
+    }
+}

@@ -5,18 +5,13 @@
 use keen_kernels::norm::{fused, reference, BatchNormShape};
 use keen_kernels::KernelError;
 
-/// Deterministic values in [-1, 1) from a seed (a small LCG), scaled and shifted.
+mod common;
+
+/// Deterministic values in [offset − scale, offset + scale) from a seed.
 fn values(len: usize, seed: u64, scale: f32, offset: f32) -> Vec<f32> {
-    let mut state = seed
-        .wrapping_mul(6364136223846793005)
-        .wrapping_add(1442695040888963407);
-    (0..len)
-        .map(|_| {
-            state = state
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (((state >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * scale + offset
-        })
+    common::values(len, seed)
+        .into_iter()
+        .map(|v| v * scale + offset)
         .collect()
 }
 

@@ -132,21 +132,4 @@ impl Conv2dGeometry {
             self.kernel[1],
         ]
     }
-
-    /// Fails unless `len` is the element count `expected` that `what` must have.
-    pub(crate) fn check_len(
-        what: &'static str,
-        len: usize,
-        expected: usize,
-    ) -> Result<(), KernelError> {
-        if len == expected {
-            Ok(())
-        } else {
-            Err(KernelError::BufferLength {
-                what,
-                len,
-                expected,
-            })
-        }
-    }
 }

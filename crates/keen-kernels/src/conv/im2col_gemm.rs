@@ -18,6 +18,7 @@ use std::cell::RefCell;
 use rayon::prelude::*;
 
 use super::Conv2dGeometry;
+use crate::error::check_len;
 use crate::simd::with_avx2;
 use crate::KernelError;
 
@@ -373,10 +374,10 @@ fn check_forward(
     weight: &[f32],
     bias: Option<&[f32]>,
 ) -> Result<(), KernelError> {
-    Conv2dGeometry::check_len("input", input.len(), g.batch * g.image_len())?;
-    Conv2dGeometry::check_len("weight", weight.len(), g.weight_len())?;
+    check_len("input", input.len(), g.batch * g.image_len())?;
+    check_len("weight", weight.len(), g.weight_len())?;
     if let Some(bias) = bias {
-        Conv2dGeometry::check_len("bias", bias.len(), g.out_channels)?;
+        check_len("bias", bias.len(), g.out_channels)?;
     }
     Ok(())
 }
@@ -509,7 +510,7 @@ pub fn conv2d_backward(
     wanted: WantedGrads,
 ) -> Result<Conv2dGrads, KernelError> {
     check_forward(g, input, weight, None)?;
-    Conv2dGeometry::check_len(
+    check_len(
         "output gradient",
         out_grad.len(),
         g.batch * g.out_image_len(),

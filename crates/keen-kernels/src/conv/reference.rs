@@ -4,6 +4,7 @@
 //! purpose: nothing here should be clever enough to share a bug with [`super::im2col_gemm`].
 
 use super::Conv2dGeometry;
+use crate::error::check_len;
 use crate::KernelError;
 
 /// The input coordinate that output coordinate `out` reads at kernel tap `tap` along one axis,
@@ -73,12 +74,12 @@ fn check_input_weight(
     input: &[f32],
     weight: &[f32],
 ) -> Result<(), KernelError> {
-    Conv2dGeometry::check_len("input", input.len(), geometry.batch * geometry.image_len())?;
-    Conv2dGeometry::check_len("weight", weight.len(), geometry.weight_len())
+    check_len("input", input.len(), geometry.batch * geometry.image_len())?;
+    check_len("weight", weight.len(), geometry.weight_len())
 }
 
 fn check_out_grad(geometry: &Conv2dGeometry, out_grad: &[f32]) -> Result<(), KernelError> {
-    Conv2dGeometry::check_len(
+    check_len(
         "output gradient",
         out_grad.len(),
         geometry.batch * geometry.out_image_len(),
@@ -99,7 +100,7 @@ pub fn conv2d_forward(
     check_input_weight(geometry, input, weight)?;
     let mut out = vec![0f64; geometry.batch * geometry.out_image_len()];
     if let Some(bias) = bias {
-        Conv2dGeometry::check_len("bias", bias.len(), geometry.out_channels)?;
+        check_len("bias", bias.len(), geometry.out_channels)?;
         for (i, value) in out.iter_mut().enumerate() {
             *value = f64::from(bias[(i / geometry.out_pixels()) % geometry.out_channels]);
         }
@@ -116,7 +117,7 @@ pub fn conv2d_input_grad(
     weight: &[f32],
     out_grad: &[f32],
 ) -> Result<Vec<f32>, KernelError> {
-    Conv2dGeometry::check_len("weight", weight.len(), geometry.weight_len())?;
+    check_len("weight", weight.len(), geometry.weight_len())?;
     check_out_grad(geometry, out_grad)?;
     let mut grad = vec![0f64; geometry.batch * geometry.image_len()];
     for_each_tap(geometry, |i, w, o| {
@@ -131,7 +132,7 @@ pub fn conv2d_weight_grad(
     input: &[f32],
     out_grad: &[f32],
 ) -> Result<Vec<f32>, KernelError> {
-    Conv2dGeometry::check_len("input", input.len(), geometry.batch * geometry.image_len())?;
+    check_len("input", input.len(), geometry.batch * geometry.image_len())?;
     check_out_grad(geometry, out_grad)?;
     let mut grad = vec![0f64; geometry.weight_len()];
     for_each_tap(geometry, |i, w, o| {

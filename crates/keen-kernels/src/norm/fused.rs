@@ -19,6 +19,7 @@ use rayon::prelude::*;
 use crate::simd::with_avx2;
 
 use super::{BatchNormGrads, BatchNormOutput, BatchNormShape, BatchStats};
+use crate::error::check_len;
 use crate::KernelError;
 
 /// Independent f32 accumulators per plane: enough for the compiler to keep a vector register
@@ -109,17 +110,6 @@ impl ChannelNorm {
     }
 }
 
-fn check(
-    shape: &BatchNormShape,
-    x: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-) -> Result<(), KernelError> {
-    shape.check("batch norm input", x.len(), shape.len())?;
-    shape.check("batch norm gamma", gamma.len(), shape.channels)?;
-    shape.check("batch norm beta", beta.len(), shape.channels)
-}
-
 /// Per channel, the batch mean and biased variance (two passes, the second over values still in
 /// cache, so no catastrophic cancellation of `E[x²] − E[x]²`) and the affine it normalises with.
 fn channel_norms(
@@ -171,7 +161,7 @@ pub fn batch_norm_forward(
     epsilon: f64,
     relu: bool,
 ) -> Result<BatchNormOutput, KernelError> {
-    check(shape, x, gamma, beta)?;
+    shape.check_operands(x, gamma, beta)?;
     let norms = channel_norms(shape, x, gamma, beta, epsilon);
     let mut output = vec![0f32; x.len()];
     let image = shape.channels * shape.plane;
@@ -256,10 +246,10 @@ pub fn batch_norm_backward(
     relu: bool,
     out_grad: &[f32],
 ) -> Result<BatchNormGrads, KernelError> {
-    check(shape, x, gamma, beta)?;
-    shape.check("batch norm output gradient", out_grad.len(), shape.len())?;
-    shape.check("batch norm mean", stats.mean.len(), shape.channels)?;
-    shape.check("batch norm variance", stats.variance.len(), shape.channels)?;
+    shape.check_operands(x, gamma, beta)?;
+    check_len("batch norm output gradient", out_grad.len(), shape.len())?;
+    check_len("batch norm mean", stats.mean.len(), shape.channels)?;
+    check_len("batch norm variance", stats.variance.len(), shape.channels)?;
     let count = shape.per_channel() as f64;
     // Per channel: (norm, Σ dy, Σ dy·x̂).
     let sums: Vec<(ChannelNorm, f64, f64)> = (0..shape.channels)

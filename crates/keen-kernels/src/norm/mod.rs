@@ -5,6 +5,7 @@
 pub mod fused;
 pub mod reference;
 
+use crate::error::check_len;
 use crate::KernelError;
 
 /// The layout of a batch-norm input: `batch` images of `channels` planes of `plane` values each
@@ -52,21 +53,16 @@ impl BatchNormShape {
         self.batch * self.plane
     }
 
-    pub(crate) fn check(
+    /// Fails unless `x` holds this shape's values and `gamma` and `beta` one per channel.
+    pub(crate) fn check_operands(
         &self,
-        what: &'static str,
-        len: usize,
-        expected: usize,
+        x: &[f32],
+        gamma: &[f32],
+        beta: &[f32],
     ) -> Result<(), KernelError> {
-        if len == expected {
-            Ok(())
-        } else {
-            Err(KernelError::BufferLength {
-                what,
-                len,
-                expected,
-            })
-        }
+        check_len("batch norm input", x.len(), self.len())?;
+        check_len("batch norm gamma", gamma.len(), self.channels)?;
+        check_len("batch norm beta", beta.len(), self.channels)
     }
 }
 

@@ -6,6 +6,7 @@
 //! a derivation.
 
 use super::{BatchNormGrads, BatchNormOutput, BatchNormShape, BatchStats};
+use crate::error::check_len;
 use crate::KernelError;
 
 /// The flat indices of channel `c`'s values in an `[N, C, ...]` buffer.
@@ -36,17 +37,6 @@ fn channel_stats(shape: &BatchNormShape, x: &[f32], c: usize, epsilon: f64) -> C
     }
 }
 
-fn check(
-    shape: &BatchNormShape,
-    x: &[f32],
-    gamma: &[f32],
-    beta: &[f32],
-) -> Result<(), KernelError> {
-    shape.check("batch norm input", x.len(), shape.len())?;
-    shape.check("batch norm gamma", gamma.len(), shape.channels)?;
-    shape.check("batch norm beta", beta.len(), shape.channels)
-}
-
 /// `y = gamma · (x − mean) / sqrt(var + epsilon) + beta` per channel with the batch's own mean
 /// and biased variance, then `max(y, 0)` when `relu`.
 pub fn batch_norm_forward(
@@ -57,7 +47,7 @@ pub fn batch_norm_forward(
     epsilon: f64,
     relu: bool,
 ) -> Result<BatchNormOutput, KernelError> {
-    check(shape, x, gamma, beta)?;
+    shape.check_operands(x, gamma, beta)?;
     let mut output = vec![0f32; x.len()];
     let mut stats = BatchStats {
         mean: Vec::new(),
@@ -85,8 +75,8 @@ pub fn batch_norm_backward(
     relu: bool,
     out_grad: &[f32],
 ) -> Result<BatchNormGrads, KernelError> {
-    check(shape, x, gamma, beta)?;
-    shape.check("batch norm output gradient", out_grad.len(), shape.len())?;
+    shape.check_operands(x, gamma, beta)?;
+    check_len("batch norm output gradient", out_grad.len(), shape.len())?;
     let count = shape.per_channel() as f64;
     let mut grads = BatchNormGrads {
         input: vec![0f32; x.len()],
