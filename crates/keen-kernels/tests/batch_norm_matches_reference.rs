@@ -59,6 +59,25 @@ fn check(dims: &[usize], relu: bool, seed: u64) {
         );
     }
 
+    // Inference with the statistics the reference found: the same output.
+    let inference =
+        fused::batch_norm_inference(&shape, &x, &gamma, &beta, &slow.stats, epsilon, relu).unwrap();
+    let inference_reference =
+        reference::batch_norm_inference(&shape, &x, &gamma, &beta, &slow.stats, epsilon, relu)
+            .unwrap();
+    assert_close(
+        &format!("{case} inference"),
+        &inference,
+        &inference_reference,
+        1e-5,
+    );
+    assert_close(
+        &format!("{case} inference against training"),
+        &inference,
+        &slow.output,
+        1e-5,
+    );
+
     let fast_grads = fused::batch_norm_backward(
         &shape,
         &x,

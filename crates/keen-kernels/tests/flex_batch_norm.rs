@@ -1,6 +1,7 @@
 //! `keen_kernels::batch_norm` and `batch_norm_relu` through burn: while training on Flex they
 //! must give the output, the gradients (input, gamma, beta) and the running statistics of
-//! burn's own `BatchNorm::forward` (then `relu`), and everywhere else they must be burn's path.
+//! burn's own `BatchNorm::forward` (then `relu`), in inference on plain Flex its output, and
+//! for frozen layers on a training device they must be burn's path.
 
 use burn::module::{Module, Param};
 use burn::nn::{BatchNorm, BatchNormConfig};
@@ -156,28 +157,35 @@ fn running_statistics_follow_burns_over_several_steps() {
 }
 
 #[test]
-fn inference_and_frozen_layers_keep_burns_path() {
+fn inference_on_plain_flex_matches_burns_batch_norm() {
+    let training = Device::flex().autodiff();
+    let x = Tensor::<4>::random([3, 4, 5, 7], Distribution::Normal(0.5, 2.0), &training).inner();
+    let bn = layer(4, &training).valid();
+    assert!(keen_kernels::uses_keen_batch_norm(&bn, &x));
+    assert_close(
+        "inference",
+        keen_kernels::batch_norm(&bn, x.clone()),
+        bn.forward(x.clone()),
+        1e-5,
+    );
+    let ours = keen_kernels::batch_norm_relu(&bn, x.clone());
+    assert_close("inference + relu", ours.clone(), relu(bn.forward(x)), 1e-5);
+    let values = ours.into_data().try_to_vec::<f32>().unwrap();
+    assert!(values.contains(&0.0) && values.iter().any(|&v| v > 0.0));
+}
+
+#[test]
+fn frozen_layers_keep_burns_path() {
+    // A frozen layer on a training device normalises with its running statistics, as burn's
+    // does, and its input still gets a gradient through burn's ops.
     let training = Device::flex().autodiff();
     let x = Tensor::<4>::random([2, 3, 4, 4], Distribution::Normal(0.5, 2.0), &training);
-
-    // A frozen layer on a training device normalises with its running statistics, as burn's does.
     let frozen = layer(3, &training).freeze();
     assert!(!keen_kernels::uses_keen_batch_norm(&frozen, &x));
     assert_close(
         "frozen",
         keen_kernels::batch_norm_relu(&frozen, x.clone()),
-        relu(frozen.forward(x.clone())),
-        0.0,
-    );
-
-    // Inference on plain Flex.
-    let bn = layer(3, &training).valid();
-    let x = x.inner();
-    assert!(!keen_kernels::uses_keen_batch_norm(&bn, &x));
-    assert_close(
-        "inference",
-        keen_kernels::batch_norm(&bn, x.clone()),
-        bn.forward(x),
+        relu(frozen.forward(x)),
         0.0,
     );
 }

@@ -29,38 +29,110 @@ pub trait KeenBatchNormBackend: Backend {
     ) -> (FloatTensor<Self>, FloatTensor<Self>, FloatTensor<Self>);
 }
 
-/// Whether [`batch_norm`] runs keen's kernels for `bn` on `input`: the layer trains (an
-/// autodiff device and `bn` not frozen out of training, burn's own test), on Flex, in f32, with
-/// an input `[N, C, ...]` of `bn`'s channel count and no empty size.
-pub fn uses_keen_batch_norm<const D: usize>(bn: &BatchNorm, input: &Tensor<D>) -> bool {
-    let trains = input.device().is_autodiff() && bn.training.is_enabled();
-    let dims = input.dims();
-    trains
-        && on_flex(input)
-        && input.dtype() == DType::F32
-        && bn.gamma.val().dtype() == DType::F32
-        && bn.beta.val().dtype() == DType::F32
-        && BatchNormShape::new(&dims).is_ok_and(|shape| shape.channels == bn.gamma.dims()[0])
+/// keen's inference-mode batch norm as a backend op on plain Flex: `x` `[N, C, ...]`, the
+/// other four `[C]`, f32. Devices that track gradients keep burn's differentiable ops for it
+/// (a frozen layer on a training device), so this has no autodiff implementation.
+#[backend_extension(Flex)]
+pub trait KeenBatchNormInferenceBackend: Backend {
+    fn keen_batch_norm_inference(
+        x: FloatTensor<Self>,
+        gamma: FloatTensor<Self>,
+        beta: FloatTensor<Self>,
+        mean: FloatTensor<Self>,
+        variance: FloatTensor<Self>,
+        epsilon: f64,
+        relu: bool,
+    ) -> FloatTensor<Self>;
 }
 
-/// A drop-in for `bn.forward(input)`: keen's fused kernel where [`uses_keen_batch_norm`] holds
-/// (the running statistics are updated exactly as burn's `BatchNorm` does), burn's batch norm
-/// everywhere else. Outputs and gradients agree with burn's up to f32 rounding.
+/// Which implementation a batch norm call takes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    /// keen's training kernel: batch statistics, running statistics updated.
+    Train,
+    /// keen's inference kernel: running statistics.
+    Inference,
+    /// burn's `BatchNorm::forward`.
+    Burn,
+}
+
+fn route<const D: usize>(bn: &BatchNorm, input: &Tensor<D>) -> Route {
+    let f32_operands = input.dtype() == DType::F32
+        && bn.gamma.val().dtype() == DType::F32
+        && bn.beta.val().dtype() == DType::F32;
+    let fits =
+        BatchNormShape::new(&input.dims()).is_ok_and(|shape| shape.channels == bn.gamma.dims()[0]);
+    if !(on_flex(input) && f32_operands && fits) {
+        return Route::Burn;
+    }
+    // burn-nn's own test: batch statistics only on a device that tracks gradients and for a
+    // layer not frozen out of training.
+    match (input.device().is_autodiff(), bn.training.is_enabled()) {
+        (true, true) => Route::Train,
+        (false, _) => {
+            let f32_statistics = bn.running_mean.value().dtype() == DType::F32
+                && bn.running_var.value().dtype() == DType::F32;
+            if f32_statistics {
+                Route::Inference
+            } else {
+                Route::Burn
+            }
+        }
+        // A frozen layer on a training device: its input may still need a gradient, which
+        // burn's differentiable ops give.
+        (true, false) => Route::Burn,
+    }
+}
+
+/// Whether [`batch_norm`] runs keen's kernels for `bn` on `input`: on Flex, in f32, with an
+/// input `[N, C, ...]` of `bn`'s channel count and no empty size, either training (an autodiff
+/// device and `bn` not frozen) or inference (a plain Flex device).
+pub fn uses_keen_batch_norm<const D: usize>(bn: &BatchNorm, input: &Tensor<D>) -> bool {
+    route(bn, input) != Route::Burn
+}
+
+/// A drop-in for `bn.forward(input)`: keen's fused kernels where [`uses_keen_batch_norm`] holds
+/// (in training the running statistics are updated exactly as burn's `BatchNorm` does), burn's
+/// batch norm everywhere else. Outputs and gradients agree with burn's up to f32 rounding.
 pub fn batch_norm<const D: usize>(bn: &BatchNorm, input: Tensor<D>) -> Tensor<D> {
     forward(bn, input, false)
 }
 
 /// `relu(bn.forward(input))` as one op where [`uses_keen_batch_norm`] holds: the ReLU costs no
-/// pass of its own forward or backward.
+/// pass of its own, forward or backward.
 pub fn batch_norm_relu<const D: usize>(bn: &BatchNorm, input: Tensor<D>) -> Tensor<D> {
     forward(bn, input, true)
 }
 
 fn forward<const D: usize>(bn: &BatchNorm, input: Tensor<D>, with_relu: bool) -> Tensor<D> {
-    if !uses_keen_batch_norm(bn, &input) {
-        let output = bn.forward(input);
-        return if with_relu { relu(output) } else { output };
+    match route(bn, &input) {
+        Route::Train => forward_train(bn, input, with_relu),
+        Route::Inference => {
+            let device = input.device();
+            Tensor::from_dispatch(
+                <Dispatch as KeenBatchNormInferenceBackend>::keen_batch_norm_inference(
+                    input.into_dispatch(),
+                    bn.gamma.val().into_dispatch(),
+                    bn.beta.val().into_dispatch(),
+                    bn.running_mean.value().to_device(&device).into_dispatch(),
+                    bn.running_var.value().to_device(&device).into_dispatch(),
+                    bn.epsilon,
+                    with_relu,
+                ),
+            )
+        }
+        Route::Burn => {
+            let output = bn.forward(input);
+            if with_relu {
+                relu(output)
+            } else {
+                output
+            }
+        }
     }
+}
+
+fn forward_train<const D: usize>(bn: &BatchNorm, input: Tensor<D>, with_relu: bool) -> Tensor<D> {
     let device = input.device();
     let (output, mean, variance) = <Dispatch as KeenBatchNormBackend>::keen_batch_norm_train(
         input.into_dispatch(),
@@ -119,6 +191,36 @@ fn forward_dense(
         flex_vector(result.stats.variance.clone()),
         result.stats,
     )
+}
+
+impl KeenBatchNormInferenceBackend for Flex {
+    fn keen_batch_norm_inference(
+        x: FlexTensor,
+        gamma: FlexTensor,
+        beta: FlexTensor,
+        mean: FlexTensor,
+        variance: FlexTensor,
+        epsilon: f64,
+        relu: bool,
+    ) -> FlexTensor {
+        let (x, gamma, beta) = (dense(x), dense(gamma), dense(beta));
+        let stats = BatchStats {
+            mean: values(&dense(mean)).to_vec(),
+            variance: values(&dense(variance)).to_vec(),
+        };
+        let (dims, shape) = shape_of(&x);
+        let output = fused::batch_norm_inference(
+            &shape,
+            values(&x),
+            values(&gamma),
+            values(&beta),
+            &stats,
+            epsilon,
+            relu,
+        )
+        .expect("buffer lengths follow from the shapes batch_norm() checked");
+        flex_tensor(output, &dims)
+    }
 }
 
 impl KeenBatchNormBackend for Flex {

@@ -151,6 +151,50 @@ fn channel_norm(
     ChannelNorm::new(mean_f32, variance as f32, gamma, beta, epsilon)
 }
 
+/// `y = (x − mean)·γ/σ + β` over every plane of `x`, clamped at 0 when `relu`: the one write
+/// both the training and the inference forward end with.
+fn apply_norms(shape: &BatchNormShape, x: &[f32], norms: &[ChannelNorm], relu: bool) -> Vec<f32> {
+    let mut output = vec![0f32; x.len()];
+    let image = shape.channels * shape.plane;
+    output
+        .par_chunks_mut(image)
+        .zip(x.par_chunks(image))
+        .for_each(|(out_image, x_image)| {
+            with_avx2(|| {
+                for ((out_plane, x_plane), norm) in out_image
+                    .chunks_exact_mut(shape.plane)
+                    .zip(x_image.chunks_exact(shape.plane))
+                    .zip(norms)
+                {
+                    normalize_plane(norm, relu, x_plane, out_plane);
+                }
+            })
+        });
+    output
+}
+
+/// Inference-mode batch norm of `x` with the given (running) statistics, followed by a ReLU
+/// when `relu`; the same result as [`super::reference::batch_norm_inference`] up to f32
+/// rounding.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_inference(
+    shape: &BatchNormShape,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    stats: &BatchStats,
+    epsilon: f64,
+    relu: bool,
+) -> Result<Vec<f32>, KernelError> {
+    shape.check_operands(x, gamma, beta)?;
+    check_len("batch norm mean", stats.mean.len(), shape.channels)?;
+    check_len("batch norm variance", stats.variance.len(), shape.channels)?;
+    let norms: Vec<ChannelNorm> = (0..shape.channels)
+        .map(|c| ChannelNorm::new(stats.mean[c], stats.variance[c], gamma[c], beta[c], epsilon))
+        .collect();
+    Ok(apply_norms(shape, x, &norms, relu))
+}
+
 /// Training-mode batch norm of `x` (`[N, C, ...]` as `shape`), followed by a ReLU when `relu`;
 /// the same result as [`super::reference::batch_norm_forward`] up to f32 rounding.
 pub fn batch_norm_forward(
@@ -163,22 +207,7 @@ pub fn batch_norm_forward(
 ) -> Result<BatchNormOutput, KernelError> {
     shape.check_operands(x, gamma, beta)?;
     let norms = channel_norms(shape, x, gamma, beta, epsilon);
-    let mut output = vec![0f32; x.len()];
-    let image = shape.channels * shape.plane;
-    output
-        .par_chunks_mut(image)
-        .zip(x.par_chunks(image))
-        .for_each(|(out_image, x_image)| {
-            with_avx2(|| {
-                for ((out_plane, x_plane), norm) in out_image
-                    .chunks_exact_mut(shape.plane)
-                    .zip(x_image.chunks_exact(shape.plane))
-                    .zip(&norms)
-                {
-                    normalize_plane(norm, relu, x_plane, out_plane);
-                }
-            })
-        });
+    let output = apply_norms(shape, x, &norms, relu);
     Ok(BatchNormOutput {
         output,
         stats: BatchStats {

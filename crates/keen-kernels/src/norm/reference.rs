@@ -128,3 +128,29 @@ pub fn batch_norm_backward(
     }
     Ok(grads)
 }
+
+/// `y = gamma · (x − mean) / sqrt(variance + epsilon) + beta` per channel with the given
+/// statistics (a model's running ones), then `max(y, 0)` when `relu`.
+#[allow(clippy::too_many_arguments)]
+pub fn batch_norm_inference(
+    shape: &BatchNormShape,
+    x: &[f32],
+    gamma: &[f32],
+    beta: &[f32],
+    stats: &BatchStats,
+    epsilon: f64,
+    relu: bool,
+) -> Result<Vec<f32>, KernelError> {
+    shape.check_operands(x, gamma, beta)?;
+    check_len("batch norm mean", stats.mean.len(), shape.channels)?;
+    check_len("batch norm variance", stats.variance.len(), shape.channels)?;
+    let mut output = vec![0f32; x.len()];
+    for c in 0..shape.channels {
+        let std = (stats.variance[c] as f64 + epsilon).sqrt();
+        for i in channel_indices(shape, c) {
+            let y = gamma[c] as f64 * (x[i] as f64 - stats.mean[c] as f64) / std + beta[c] as f64;
+            output[i] = if relu { y.max(0.0) } else { y } as f32;
+        }
+    }
+    Ok(output)
+}
