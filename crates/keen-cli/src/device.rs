@@ -22,6 +22,14 @@ pub fn parse_devices(list: &str) -> Result<(Device, Vec<Device>)> {
     Ok((main, devices.collect::<Result<_>>()?))
 }
 
+/// The error for a device whose backend this build was compiled without.
+#[cfg(not(all(feature = "cuda", feature = "wgpu")))]
+fn missing_feature(name: &str, kind: &str) -> String {
+    format!(
+        "device '{name}' needs a keen built with `--features {kind}`; this build has: {AVAILABLE}"
+    )
+}
+
 /// Resolves a device name: `flex` (pure-Rust CPU, always), `cuda[:N]`, `wgpu` (cargo features).
 pub fn parse_device(name: &str) -> Result<Device> {
     let (kind, index) = match name.split_once(':') {
@@ -34,9 +42,12 @@ pub fn parse_device(name: &str) -> Result<Device> {
         "cuda" => Ok(Device::cuda(index.unwrap_or(0))),
         #[cfg(feature = "wgpu")]
         "wgpu" => Ok(Device::wgpu(Default::default())),
-        "cuda" | "wgpu" => bail!(
-            "device '{name}' needs a keen built with `--features {kind}`; this build has: {AVAILABLE}"
-        ),
+        // One arm per backend left out of this build: a shared `"cuda" | "wgpu"` arm would be
+        // partly unreachable in a build that has one of them.
+        #[cfg(not(feature = "cuda"))]
+        "cuda" => bail!(missing_feature(name, kind)),
+        #[cfg(not(feature = "wgpu"))]
+        "wgpu" => bail!(missing_feature(name, kind)),
         _ => {
             let _ = index;
             bail!("unknown device '{name}'; this build has: {AVAILABLE}")
