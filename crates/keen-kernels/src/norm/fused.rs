@@ -187,8 +187,7 @@ pub fn batch_norm_inference(
     relu: bool,
 ) -> Result<Vec<f32>, KernelError> {
     shape.check_operands(x, gamma, beta)?;
-    check_len("batch norm mean", stats.mean.len(), shape.channels)?;
-    check_len("batch norm variance", stats.variance.len(), shape.channels)?;
+    shape.check_stats(stats)?;
     let norms: Vec<ChannelNorm> = (0..shape.channels)
         .map(|c| ChannelNorm::new(stats.mean[c], stats.variance[c], gamma[c], beta[c], epsilon))
         .collect();
@@ -277,8 +276,7 @@ pub fn batch_norm_backward(
 ) -> Result<BatchNormGrads, KernelError> {
     shape.check_operands(x, gamma, beta)?;
     check_len("batch norm output gradient", out_grad.len(), shape.len())?;
-    check_len("batch norm mean", stats.mean.len(), shape.channels)?;
-    check_len("batch norm variance", stats.variance.len(), shape.channels)?;
+    shape.check_stats(stats)?;
     let count = shape.per_channel() as f64;
     // Per channel: (norm, Σ dy, Σ dy·x̂).
     let sums: Vec<(ChannelNorm, f64, f64)> = (0..shape.channels)

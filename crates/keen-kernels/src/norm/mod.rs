@@ -64,6 +64,12 @@ impl BatchNormShape {
         check_len("batch norm gamma", gamma.len(), self.channels)?;
         check_len("batch norm beta", beta.len(), self.channels)
     }
+
+    /// Fails unless `stats` hold one mean and one variance per channel.
+    pub(crate) fn check_stats(&self, stats: &BatchStats) -> Result<(), KernelError> {
+        check_len("batch norm mean", stats.mean.len(), self.channels)?;
+        check_len("batch norm variance", stats.variance.len(), self.channels)
+    }
 }
 
 /// The batch statistics a training-mode batch norm normalises with: per channel, the mean and

@@ -142,8 +142,7 @@ pub fn batch_norm_inference(
     relu: bool,
 ) -> Result<Vec<f32>, KernelError> {
     shape.check_operands(x, gamma, beta)?;
-    check_len("batch norm mean", stats.mean.len(), shape.channels)?;
-    check_len("batch norm variance", stats.variance.len(), shape.channels)?;
+    shape.check_stats(stats)?;
     let mut output = vec![0f32; x.len()];
     for c in 0..shape.channels {
         let std = (stats.variance[c] as f64 + epsilon).sqrt();
