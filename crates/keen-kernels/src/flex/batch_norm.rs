@@ -1,4 +1,5 @@
-//! keen's training-mode batch norm (+ ReLU) as a backend op on Flex, with its backward step.
+//! keen's batch norm (+ ReLU) as backend ops on Flex: training mode with its backward step, and
+//! inference mode with running statistics.
 
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;

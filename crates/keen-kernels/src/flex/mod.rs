@@ -1,5 +1,5 @@
 //! The burn backend extensions that run keen's kernels on Flex: [`conv2d`] on im2col + GEMM and
-//! [`batch_norm`] (training mode, optionally fused with a ReLU) on two-pass kernels.
+//! [`batch_norm`] (training and inference mode, optionally fused with a ReLU) on fused kernels.
 //!
 //! burn 0.22 models hold `Tensor<D>` on a runtime `Device`; its `Dispatch` backend routes each op
 //! to the concrete backend. `#[backend_extension]` adds keen's own ops to that routing for Flex

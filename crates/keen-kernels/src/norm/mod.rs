@@ -1,6 +1,6 @@
-//! Batch normalisation in training mode (statistics of the batch itself), optionally followed by
-//! a ReLU, on f32 `[N, C, ...]` buffers: the shape, the plain reference loops and the fused
-//! kernels that training uses.
+//! Batch normalisation, optionally followed by a ReLU, on f32 `[N, C, ...]` buffers, in training
+//! mode (statistics of the batch itself, with the backward pass) and inference mode (given
+//! statistics): the shape, the plain reference loops and the fused kernels keen runs.
 
 pub mod fused;
 pub mod reference;
