@@ -151,6 +151,19 @@ fn channel_norm(
     ChannelNorm::new(mean_f32, variance as f32, gamma, beta, epsilon)
 }
 
+/// Per channel, the affine that normalises with given statistics (running ones in inference, the
+/// forward's own in the backward pass).
+fn norms_from_stats(
+    stats: &BatchStats,
+    gamma: &[f32],
+    beta: &[f32],
+    epsilon: f64,
+) -> Vec<ChannelNorm> {
+    (0..gamma.len())
+        .map(|c| ChannelNorm::new(stats.mean[c], stats.variance[c], gamma[c], beta[c], epsilon))
+        .collect()
+}
+
 /// `y = (x − mean)·γ/σ + β` over every plane of `x`, clamped at 0 when `relu`: the one write
 /// both the training and the inference forward end with.
 fn apply_norms(shape: &BatchNormShape, x: &[f32], norms: &[ChannelNorm], relu: bool) -> Vec<f32> {
@@ -188,9 +201,7 @@ pub fn batch_norm_inference(
 ) -> Result<Vec<f32>, KernelError> {
     shape.check_operands(x, gamma, beta)?;
     shape.check_stats(stats)?;
-    let norms: Vec<ChannelNorm> = (0..shape.channels)
-        .map(|c| ChannelNorm::new(stats.mean[c], stats.variance[c], gamma[c], beta[c], epsilon))
-        .collect();
+    let norms = norms_from_stats(stats, gamma, beta, epsilon);
     Ok(apply_norms(shape, x, &norms, relu))
 }
 
@@ -279,11 +290,10 @@ pub fn batch_norm_backward(
     shape.check_stats(stats)?;
     let count = shape.per_channel() as f64;
     // Per channel: (norm, Σ dy, Σ dy·x̂).
-    let sums: Vec<(ChannelNorm, f64, f64)> = (0..shape.channels)
+    let sums: Vec<(ChannelNorm, f64, f64)> = norms_from_stats(stats, gamma, beta, epsilon)
         .into_par_iter()
-        .map(|c| {
-            let norm =
-                ChannelNorm::new(stats.mean[c], stats.variance[c], gamma[c], beta[c], epsilon);
+        .enumerate()
+        .map(|(c, norm)| {
             let (sum_dy, sum_dy_centred) = with_avx2(|| {
                 let (mut sum_dy, mut sum_dy_centred) = (0f64, 0f64);
                 for (xs, gs) in planes(shape, x, c).zip(planes(shape, out_grad, c)) {
