@@ -12,6 +12,8 @@
 #   KINDS ["vit deit-hard deit-soft"]  PARALLEL [1] (runs at once; give each RAYON_NUM_THREADS)
 #   AUG [none] ("preset" keeps the ViT preset's crop, flip and RandAugment; the teacher then runs
 #   on every augmented batch instead of once per image)
+#   TRAIN_ARGS [] (more options for every run, e.g. "--val-fraction 0" to train on a subset of
+#   all 60,000 images and skip the per-epoch validation)
 #   KEEN [the release build of scripts/env.sh]
 # Writes OUT/KIND-SEED/ run folders and OUT/summary.jsonl (one line per run).
 set -euo pipefail
@@ -32,6 +34,8 @@ mkdir -p "$out"
 common=(--epochs "$epochs" --device "$device" --no-progress)
 [ "$max_images" = all ] || common+=(--max-train-images "$max_images")
 [ "${AUG:-none}" = preset ] || common+=(--crop-padding 0 --hflip false --randaugment off)
+read -r -a extra <<< "${TRAIN_ARGS:-}"
+common+=("${extra[@]}")
 
 run_one() {
   local kind=$1 seed=$2 dir="$out/$1-$2"
