@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Does DeiT distillation pay at small scale? For each seed, trains vit-tiny without a teacher and
 # deit-tiny distilled from TEACHER (hard: the teacher's argmax; soft: KL at T 3, alpha 0.1, the
-# paper's settings) on the same budget, then prints each run's test accuracy and the means.
+# paper's settings, unless SOFT_T / SOFT_ALPHA say otherwise) on the same budget, then prints each run's test accuracy and the means.
 #
 # Usage: scripts/deit-experiment.sh [TEACHER] [SEEDS...]
 #   TEACHER  default runs/results-resnet20/model.safetensors
@@ -12,6 +12,7 @@
 #   KINDS ["vit deit-hard deit-soft"]  PARALLEL [1] (runs at once; give each RAYON_NUM_THREADS)
 #   AUG [none] ("preset" keeps the ViT preset's crop, flip and RandAugment; the teacher then runs
 #   on every augmented batch instead of once per image)
+#   SOFT_T [3]  SOFT_ALPHA [0.1] (temperature and teacher weight of the soft runs)
 #   TRAIN_ARGS [] (more options for every run, e.g. "--val-fraction 0" to train on a subset of
 #   all 60,000 images and skip the per-epoch validation)
 #   KEEN [the release build of scripts/env.sh]
@@ -44,7 +45,7 @@ run_one() {
     deit-hard) "$KEEN_BIN" distill --teacher "$teacher" --model deit-tiny --deit hard \
                  "${common[@]}" --seed "$seed" --out "$dir" ;;
     deit-soft) "$KEEN_BIN" distill --teacher "$teacher" --model deit-tiny --deit soft \
-                 --temperature 3 --alpha 0.1 "${common[@]}" --seed "$seed" --out "$dir" ;;
+                 --temperature "${SOFT_T:-3}" --alpha "${SOFT_ALPHA:-0.1}" "${common[@]}" --seed "$seed" --out "$dir" ;;
     *) echo "unknown kind $kind" >&2; return 2 ;;
   esac > "$dir.log" 2>&1
 }
