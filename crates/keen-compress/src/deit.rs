@@ -10,6 +10,12 @@
 //! The label term keeps the run's label smoothing; the teacher term has none (as in DeiT's
 //! `DistillationLoss`). At inference the model averages its two heads (see
 //! [`keen_models::deit`]), which is also what the training accuracy is measured on.
+//!
+//! Mixup and CutMix (DeiT trains with both) are applied here rather than by the trainer's
+//! generic wrapper, because the teacher term needs the student's two heads: a live teacher
+//! labels the mixed images themselves, as in DeiT; with cached logits (of the unmixed images)
+//! the loss is `λ·loss(y, t) + (1 − λ)·loss(y_flip, t_flip)`, the form the other distillers
+//! take under mixing.
 
 use std::path::Path;
 
@@ -18,6 +24,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, softmax};
 use keen_data::dataset::ImageDataset;
 use keen_models::{ImageClassifier, KeenModel, ModelSpec};
+use keen_train::mixup::{self, MixConfig, MixDraw};
 use keen_train::{ShardInputs, TrainConfig, TrainHooks, TrainOptions, TrainSummary};
 use serde::{Deserialize, Serialize};
 
@@ -122,11 +129,19 @@ pub struct DeitDistiller {
     pub teacher: TeacherSource,
     /// Where the teacher came from (for the run's identity).
     pub teacher_name: String,
+    /// The run's mixup/CutMix settings (off by default).
+    pub mix: MixConfig,
+    /// The run's seed, which keys each batch's mix draw.
+    pub seed: u64,
 }
 
 impl TrainHooks for DeitDistiller {
     fn describe(&self) -> serde_json::Value {
         serde_json::json!({ "deit": self.config, "teacher": self.teacher_name })
+    }
+
+    fn mixes_batches(&self) -> bool {
+        true
     }
 
     fn forward_loss(
@@ -135,27 +150,46 @@ impl TrainHooks for DeitDistiller {
         shard: ShardInputs<'_>,
         cross_entropy: &CrossEntropyLoss,
     ) -> (Tensor<2>, Tensor<1>) {
+        let [_, _, h, w] = shard.images.dims();
+        let mix = mixup::draw(&self.mix, self.seed, shard.indices, [h, w]);
+        let images = mixup::mix_images(shard.images.clone(), &mix);
         // A one-head model (refused by `distill_deit`) would distil its only head.
-        let (cls, dist) = model
-            .forward_heads(shard.images.clone())
-            .unwrap_or_else(|| {
-                let logits = model.forward(shard.images.clone());
-                (logits.clone(), logits)
-            });
+        let (cls, dist) = model.forward_heads(images.clone()).unwrap_or_else(|| {
+            let logits = model.forward(images.clone());
+            (logits.clone(), logits)
+        });
         let device = cls.device();
-        let teacher = match &self.teacher {
-            TeacherSource::Cached(cache) => cache.batch(shard.indices, &device),
-            TeacherSource::Live(teacher) => teacher.forward(shard.images.clone().inner()).detach(),
+        let flipped_indices: Vec<usize> = shard.indices.iter().rev().copied().collect();
+        let (own_teacher, other_teacher) = match &self.teacher {
+            TeacherSource::Cached(cache) => (
+                cache.batch(shard.indices, &device),
+                cache.batch(&flipped_indices, &device),
+            ),
+            TeacherSource::Live(teacher) => {
+                let logits = teacher.forward(images.inner()).detach();
+                (logits.clone(), logits)
+            }
         };
-        let loss = deit_loss(
-            cls.clone(),
-            dist.clone(),
-            teacher,
-            shard.labels,
-            &self.config,
-            cross_entropy,
-        );
-        ((cls + dist).div_scalar(2.0), loss)
+        let loss = |teacher, labels| {
+            deit_loss(
+                cls.clone(),
+                dist.clone(),
+                teacher,
+                labels,
+                &self.config,
+                cross_entropy,
+            )
+        };
+        let own = loss(own_teacher, shard.labels.clone());
+        let total = match mix {
+            MixDraw::None => own,
+            _ => {
+                let lambda = mix.lambda() as f64;
+                own.mul_scalar(lambda)
+                    + loss(other_teacher, shard.labels.flip([0])).mul_scalar(1.0 - lambda)
+            }
+        };
+        ((cls + dist).div_scalar(2.0), total)
     }
 }
 
@@ -174,13 +208,6 @@ pub fn distill_deit(
             settings.temperature, settings.alpha
         )));
     }
-    if config.mix.is_active() {
-        return Err(CompressError::BadConfig(
-            "mixup/cutmix with DeiT distillation is not supported yet (the teacher term would \
-             need the mixed teacher targets); train without --mixup/--cutmix"
-                .into(),
-        ));
-    }
     let spec = ModelSpec::new(&config.model, dataset.image_shape(), dataset.num_classes());
     let probe = keen_models::build_model(&spec, &options.device)?;
     if !matches!(probe, KeenModel::Deit(_)) {
@@ -194,6 +221,8 @@ pub fn distill_deit(
         config: settings.clone(),
         teacher,
         teacher_name: teacher_path.display().to_string(),
+        mix: config.mix,
+        seed: config.seed,
     };
     Ok(keen_train::train_with(
         config, dataset, options, None, &mut hooks,
@@ -203,6 +232,7 @@ pub fn distill_deit(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::distill::TeacherLogits;
     use burn::nn::loss::CrossEntropyLossConfig;
 
     #[test]
@@ -255,56 +285,142 @@ mod tests {
     }
 
     #[test]
-    fn a_deit_student_trains_end_to_end_with_a_live_teacher() {
+    fn a_deit_student_trains_end_to_end_with_a_live_teacher_with_and_without_mixing() {
         use keen_data::augment::AugmentConfig;
         use keen_train::{OptimizerKind, TrainOptions};
         let data = keen_data::toy::halves_dataset(64, 4, keen_data::toy::Halves::LeftRight);
         let device = Device::flex();
         let spec = ModelSpec::new("vit-tiny", data.image_shape(), data.num_classes());
         let teacher = keen_models::build_model(&spec, &device).expect("teacher");
-        let mut hooks = DeitDistiller {
+        let mixing = MixConfig {
+            mixup_alpha: 0.8,
+            cutmix_alpha: 1.0,
+            ..MixConfig::default()
+        };
+        for mix in [MixConfig::default(), mixing] {
+            let mut hooks = DeitDistiller {
+                config: DeitConfig::new(DeitMode::Hard, &DistillConfig::default()),
+                teacher: TeacherSource::Live(Box::new(teacher.clone().valid())),
+                teacher_name: "random vit-tiny".into(),
+                mix,
+                seed: 1,
+            };
+            let config = TrainConfig {
+                model: "deit-tiny".into(),
+                dataset: "halves".into(),
+                epochs: 1,
+                batch_size: 16,
+                optimizer: OptimizerKind::AdamW,
+                lr: 1e-3,
+                momentum: 0.9,
+                nesterov: false,
+                weight_decay: 0.0,
+                warmup_epochs: 0.0,
+                decay: keen_train::schedule::Decay::Constant,
+                label_smoothing: 0.1,
+                seed: 1,
+                val_fraction: 0.25,
+                augment: AugmentConfig::none(),
+                max_train_images: None,
+                mix,
+                drop_path: 0.1,
+                steps_per_epoch: None,
+                labels_per_class: None,
+                fixmatch: None,
+                ema_decay: None,
+            };
+            let dir = tempfile::tempdir().expect("tempdir");
+            let options = TrainOptions {
+                out_dir: dir.path().to_path_buf(),
+                resume: false,
+                device: device.clone(),
+                extra_devices: vec![],
+                progress: false,
+                stop_after_epochs: None,
+            };
+            let summary =
+                keen_train::train_with(&config, &data, &options, None, &mut hooks).expect("train");
+            assert!(summary.finished && summary.history[0].train_loss.is_finite());
+            let hooks_json = std::fs::read_to_string(dir.path().join("hooks.json")).expect("hooks");
+            assert!(hooks_json.contains("hard"), "{hooks_json}");
+        }
+    }
+
+    #[test]
+    fn a_mixed_batch_with_cached_logits_weighs_both_images_losses_by_lambda() {
+        // Cached logits belong to the unmixed images, so a mixed batch's loss must be
+        // λ·loss(y, t) + (1 − λ)·loss(y_flip, t_flip), with the heads run on the mixed images.
+        use burn::tensor::Distribution;
+        let device = Device::flex();
+        // A freshly initialised student predicts almost uniformly for every image, which would
+        // make the two parts equal: its weights are scaled up so its outputs differ by image.
+        struct Scale;
+        impl burn::module::ModuleMapper for Scale {
+            fn map_float<const D: usize>(
+                &mut self,
+                param: burn::module::Param<Tensor<D>>,
+            ) -> burn::module::Param<Tensor<D>> {
+                param.map(|t| t.mul_scalar(3.0))
+            }
+        }
+        let spec = ModelSpec::new("deit-tiny", [1, 28, 28], 3);
+        let model = burn::module::Module::map(
+            keen_models::build_model(&spec, &device).expect("student"),
+            &mut Scale,
+        );
+        let ce = CrossEntropyLossConfig::new().init(&device);
+        let rows = 6;
+        let logits: Vec<f32> = (0..rows * 3).map(|i| ((i * 7) % 5) as f32 - 2.0).collect();
+        let cache = TeacherLogits::from_rows(logits, 3);
+        let mix = MixConfig {
+            mixup_alpha: 0.8,
+            ..MixConfig::default()
+        };
+        let hooks = DeitDistiller {
             config: DeitConfig::new(DeitMode::Hard, &DistillConfig::default()),
-            teacher: TeacherSource::Live(Box::new(teacher.valid())),
-            teacher_name: "random vit-tiny".into(),
+            teacher: TeacherSource::Cached(cache.clone()),
+            teacher_name: "cached".into(),
+            mix,
+            seed: 3,
         };
-        let config = TrainConfig {
-            model: "deit-tiny".into(),
-            dataset: "halves".into(),
-            epochs: 1,
-            batch_size: 16,
-            optimizer: OptimizerKind::AdamW,
-            lr: 1e-3,
-            momentum: 0.9,
-            nesterov: false,
-            weight_decay: 0.0,
-            warmup_epochs: 0.0,
-            decay: keen_train::schedule::Decay::Constant,
-            label_smoothing: 0.1,
-            seed: 1,
-            val_fraction: 0.25,
-            augment: AugmentConfig::none(),
-            max_train_images: None,
-            mix: Default::default(),
-            drop_path: 0.1,
-            steps_per_epoch: None,
-            labels_per_class: None,
-            fixmatch: None,
-            ema_decay: None,
+        let images = Tensor::<4>::random([4, 1, 28, 28], Distribution::Normal(0.0, 3.0), &device);
+        let labels = Tensor::<1, Int>::from_ints([0, 2, 1, 1], &device);
+        let indices = [5usize, 0, 3, 2];
+        let shard = ShardInputs {
+            images: &images,
+            labels: labels.clone(),
+            indices: &indices,
+            batch_offset: 0,
+            batch_len: 4,
         };
-        let dir = tempfile::tempdir().expect("tempdir");
-        let options = TrainOptions {
-            out_dir: dir.path().to_path_buf(),
-            resume: false,
-            device,
-            extra_devices: vec![],
-            progress: false,
-            stop_after_epochs: None,
+        let (_, loss) = hooks.forward_loss(&model, shard, &ce);
+        let draw = mixup::draw(&mix, 3, &indices, [28, 28]);
+        let lambda = draw.lambda() as f64;
+        assert!(draw != MixDraw::None && lambda < 1.0, "{draw:?}");
+        let (cls, dist) = model
+            .forward_heads(mixup::mix_images(images, &draw))
+            .expect("two heads");
+        let flipped = [2usize, 3, 0, 5];
+        let part = |teacher, labels| {
+            deit_loss(
+                cls.clone(),
+                dist.clone(),
+                teacher,
+                labels,
+                &hooks.config,
+                &ce,
+            )
+            .into_scalar::<f32>() as f64
         };
-        let summary =
-            keen_train::train_with(&config, &data, &options, None, &mut hooks).expect("train");
-        assert!(summary.finished && summary.history[0].train_loss.is_finite());
-        let hooks_json = std::fs::read_to_string(dir.path().join("hooks.json")).expect("hooks");
-        assert!(hooks_json.contains("hard"), "{hooks_json}");
+        let own = part(cache.batch(&indices, &device), labels.clone());
+        let other = part(cache.batch(&flipped, &device), labels.flip([0]));
+        let expected = lambda * own + (1.0 - lambda) * other;
+        let got = loss.into_scalar::<f32>() as f64;
+        assert!((got - expected).abs() < 1e-5, "{got} vs {expected}");
+        assert!(
+            (own - other).abs() > 1e-3,
+            "the test needs the two parts to differ: {own} {other} {lambda}"
+        );
     }
 
     #[test]

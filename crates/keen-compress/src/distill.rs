@@ -119,6 +119,14 @@ impl TeacherLogits {
         })
     }
 
+    /// Logits computed elsewhere: row `i` (of `num_classes` values) belongs to dataset image `i`.
+    pub fn from_rows(logits: Vec<f32>, num_classes: usize) -> Self {
+        Self {
+            logits: Arc::new(logits),
+            num_classes,
+        }
+    }
+
     /// The cached logits of the images at `indices`, as a `[n, classes]` tensor.
     pub fn batch(&self, indices: &[usize], device: &Device) -> Tensor<2> {
         let mut values = Vec::with_capacity(indices.len() * self.num_classes);

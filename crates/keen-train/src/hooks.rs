@@ -73,6 +73,14 @@ pub trait TrainHooks {
         (logits, loss)
     }
 
+    /// Whether [`Self::forward_loss`] applies the run's mixup/CutMix itself. The trainer wraps
+    /// other hooks in [`crate::mixup::Mixing`], which calls their [`Self::loss`] on the mixed
+    /// images; hooks whose loss needs more than one logits tensor (DeiT's two heads) mix
+    /// instead.
+    fn mixes_batches(&self) -> bool {
+        false
+    }
+
     /// Called before every optimizer step with its 0-based number (the count of steps taken
     /// before it, resumed runs included), so hooks can fetch what the step's shards read:
     /// FixMatch takes the step's unlabelled batch here.

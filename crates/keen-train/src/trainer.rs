@@ -307,9 +307,10 @@ pub fn train_with(
         }
         None => hooks,
     };
-    // Mixup/CutMix wrap whatever hooks the run has, mixing each batch before their loss.
+    // Mixup/CutMix wrap whatever hooks the run has, mixing each batch before their loss,
+    // unless the hooks mix for themselves.
     let mut mixing;
-    let hooks: &mut dyn TrainHooks = if config.mix.is_active() {
+    let hooks: &mut dyn TrainHooks = if config.mix.is_active() && !hooks.mixes_batches() {
         mixing = Mixing::new(config.mix, config.seed, hooks);
         &mut mixing
     } else {

@@ -1,10 +1,17 @@
 //! Small-data regularisers in the training loop: mixup/CutMix and stochastic depth.
 
+use std::cell::Cell;
+
+use burn::nn::loss::CrossEntropyLoss;
 use burn::prelude::*;
 use keen_data::augment::AugmentConfig;
+use keen_models::{ImageClassifier, KeenModel};
 use keen_train::mixup::MixConfig;
 use keen_train::schedule::Decay;
-use keen_train::{train, OptimizerKind, TrainConfig, TrainOptions};
+use keen_train::{
+    train, train_with, LossInputs, OptimizerKind, ShardInputs, TrainConfig, TrainHooks,
+    TrainOptions,
+};
 
 fn vit_config() -> TrainConfig {
     TrainConfig {
@@ -97,4 +104,63 @@ fn run_configs_written_before_mixup_still_load() {
     assert_eq!(config.mix, MixConfig::default());
     assert!(!config.mix.is_active());
     assert_eq!(config.drop_path, 0.0);
+}
+
+/// Counts which of its methods the trainer reaches.
+struct CountingHooks {
+    mixes: bool,
+    forward_calls: Cell<usize>,
+    loss_calls: Cell<usize>,
+}
+
+impl TrainHooks for CountingHooks {
+    fn loss(&self, inputs: LossInputs<'_>, cross_entropy: &CrossEntropyLoss) -> Tensor<1> {
+        self.loss_calls.set(self.loss_calls.get() + 1);
+        cross_entropy.forward(inputs.logits, inputs.labels)
+    }
+
+    fn forward_loss(
+        &self,
+        model: &KeenModel,
+        shard: ShardInputs<'_>,
+        cross_entropy: &CrossEntropyLoss,
+    ) -> (Tensor<2>, Tensor<1>) {
+        self.forward_calls.set(self.forward_calls.get() + 1);
+        let logits = model.forward(shard.images.clone());
+        let loss = cross_entropy.forward(logits.clone(), shard.labels);
+        (logits, loss)
+    }
+
+    fn mixes_batches(&self) -> bool {
+        self.mixes
+    }
+}
+
+#[test]
+fn hooks_that_mix_for_themselves_are_not_wrapped_in_the_generic_mixing() {
+    let data = keen_data::toy::halves_dataset(32, 3, keen_data::toy::Halves::LeftRight);
+    let config = TrainConfig {
+        epochs: 1,
+        ..vit_config()
+    };
+    for mixes in [true, false] {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut hooks = CountingHooks {
+            mixes,
+            forward_calls: Cell::new(0),
+            loss_calls: Cell::new(0),
+        };
+        train_with(&config, &data, &options(dir.path()), None, &mut hooks).expect("train");
+        let (forward, loss) = (hooks.forward_calls.get(), hooks.loss_calls.get());
+        if mixes {
+            // The hooks see every batch through forward_loss and mix it themselves.
+            assert!(forward > 0 && loss == 0, "forward {forward}, loss {loss}");
+        } else {
+            // Every batch is mixed (prob 1): the wrapper calls the hooks' loss, twice a batch.
+            assert!(
+                forward == 0 && loss > 0 && loss % 2 == 0,
+                "forward {forward}, loss {loss}"
+            );
+        }
+    }
 }
