@@ -287,7 +287,7 @@ mod tests {
     #[test]
     fn a_deit_student_trains_end_to_end_with_a_live_teacher_with_and_without_mixing() {
         use keen_data::augment::AugmentConfig;
-        use keen_train::{OptimizerKind, TrainOptions};
+        use keen_train::TrainOptions;
         let data = keen_data::toy::halves_dataset(64, 4, keen_data::toy::Halves::LeftRight);
         let device = Device::flex();
         let spec = ModelSpec::new("vit-tiny", data.image_shape(), data.num_classes());
@@ -306,28 +306,16 @@ mod tests {
                 seed: 1,
             };
             let config = TrainConfig {
-                model: "deit-tiny".into(),
                 dataset: "halves".into(),
                 epochs: 1,
                 batch_size: 16,
-                optimizer: OptimizerKind::AdamW,
                 lr: 1e-3,
-                momentum: 0.9,
-                nesterov: false,
-                weight_decay: 0.0,
                 warmup_epochs: 0.0,
-                decay: keen_train::schedule::Decay::Constant,
-                label_smoothing: 0.1,
-                seed: 1,
                 val_fraction: 0.25,
                 augment: AugmentConfig::none(),
-                max_train_images: None,
                 mix,
                 drop_path: 0.1,
-                steps_per_epoch: None,
-                labels_per_class: None,
-                fixmatch: None,
-                ema_decay: None,
+                ..TrainConfig::preset("deit-tiny")
             };
             let dir = tempfile::tempdir().expect("tempdir");
             let options = TrainOptions {
