@@ -159,16 +159,9 @@ impl TrainHooks for DeitDistiller {
             (logits.clone(), logits)
         });
         let device = cls.device();
-        let flipped_indices: Vec<usize> = shard.indices.iter().rev().copied().collect();
-        let (own_teacher, other_teacher) = match &self.teacher {
-            TeacherSource::Cached(cache) => (
-                cache.batch(shard.indices, &device),
-                cache.batch(&flipped_indices, &device),
-            ),
-            TeacherSource::Live(teacher) => {
-                let logits = teacher.forward(images.inner()).detach();
-                (logits.clone(), logits)
-            }
+        let own_teacher = match &self.teacher {
+            TeacherSource::Cached(cache) => cache.batch(shard.indices, &device),
+            TeacherSource::Live(teacher) => teacher.forward(images.inner()).detach(),
         };
         let loss = |teacher, labels| {
             deit_loss(
@@ -180,10 +173,18 @@ impl TrainHooks for DeitDistiller {
                 cross_entropy,
             )
         };
-        let own = loss(own_teacher, shard.labels.clone());
+        let own = loss(own_teacher.clone(), shard.labels.clone());
         let total = match mix {
             MixDraw::None => own,
             _ => {
+                let other_teacher = match &self.teacher {
+                    TeacherSource::Cached(cache) => {
+                        let flipped: Vec<usize> = shard.indices.iter().rev().copied().collect();
+                        cache.batch(&flipped, &device)
+                    }
+                    // A live teacher labelled the mixed images themselves.
+                    TeacherSource::Live(_) => own_teacher,
+                };
                 let lambda = mix.lambda() as f64;
                 own.mul_scalar(lambda)
                     + loss(other_teacher, shard.labels.flip([0])).mul_scalar(1.0 - lambda)
