@@ -24,7 +24,7 @@ use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, softmax};
 use keen_data::dataset::ImageDataset;
 use keen_models::{ImageClassifier, KeenModel, ModelSpec};
-use keen_train::mixup::{self, MixConfig, MixDraw};
+use keen_train::mixup::{self, MixConfig};
 use keen_train::{ShardInputs, TrainConfig, TrainHooks, TrainOptions, TrainSummary};
 use serde::{Deserialize, Serialize};
 
@@ -121,6 +121,9 @@ pub fn deit_loss(
     label_term.mul_scalar(1.0 - alpha) + teacher_term.mul_scalar(alpha)
 }
 
+/// The teacher's logits for the images at the given dataset positions, within one batch.
+type TeacherFor<'a> = Box<dyn Fn(&[usize]) -> Tensor<2> + 'a>;
+
 /// Training hooks of DeiT distillation.
 pub struct DeitDistiller {
     /// The settings.
@@ -159,37 +162,25 @@ impl TrainHooks for DeitDistiller {
             (logits.clone(), logits)
         });
         let device = cls.device();
-        let own_teacher = match &self.teacher {
-            TeacherSource::Cached(cache) => cache.batch(shard.indices, &device),
-            TeacherSource::Live(teacher) => teacher.forward(images.inner()).detach(),
+        // A live teacher labels the (mixed) images the student sees; cached logits belong to
+        // the unmixed images, found by their dataset positions.
+        let teacher_for: TeacherFor<'_> = match &self.teacher {
+            TeacherSource::Live(teacher) => {
+                let logits = teacher.forward(images.inner()).detach();
+                Box::new(move |_| logits.clone())
+            }
+            TeacherSource::Cached(cache) => Box::new(|indices| cache.batch(indices, &device)),
         };
-        let loss = |teacher, labels| {
+        let total = mixup::mixed_loss(&mix, shard.labels, shard.indices, |labels, indices| {
             deit_loss(
                 cls.clone(),
                 dist.clone(),
-                teacher,
+                teacher_for(indices),
                 labels,
                 &self.config,
                 cross_entropy,
             )
-        };
-        let own = loss(own_teacher.clone(), shard.labels.clone());
-        let total = match mix {
-            MixDraw::None => own,
-            _ => {
-                let other_teacher = match &self.teacher {
-                    TeacherSource::Cached(cache) => {
-                        let flipped: Vec<usize> = shard.indices.iter().rev().copied().collect();
-                        cache.batch(&flipped, &device)
-                    }
-                    // A live teacher labelled the mixed images themselves.
-                    TeacherSource::Live(_) => own_teacher,
-                };
-                let lambda = mix.lambda() as f64;
-                own.mul_scalar(lambda)
-                    + loss(other_teacher, shard.labels.flip([0])).mul_scalar(1.0 - lambda)
-            }
-        };
+        });
         ((cls + dist).div_scalar(2.0), total)
     }
 }
@@ -235,6 +226,7 @@ mod tests {
     use super::*;
     use crate::distill::TeacherLogits;
     use burn::nn::loss::CrossEntropyLossConfig;
+    use keen_train::mixup::MixDraw;
 
     #[test]
     fn hard_mode_learns_the_teachers_argmax_on_the_distillation_head() {

@@ -172,6 +172,26 @@ pub fn mixed_targets(labels: &[i64], num_classes: usize, lambda: f32) -> Vec<f32
     targets
 }
 
+/// The loss of a batch mixed by `mix`, for a loss linear in its target:
+/// `λ·loss(y, indices) + (1 − λ)·loss(y_flip, indices_flip)`, where the flipped labels and
+/// dataset positions are those of the images each one was mixed with (the batch in reverse);
+/// `loss(y, indices)` alone when the batch is not mixed. `indices` lets a loss find per-image
+/// data of its own, such as cached teacher logits.
+pub fn mixed_loss(
+    mix: &MixDraw,
+    labels: Tensor<1, Int>,
+    indices: &[usize],
+    loss: impl Fn(Tensor<1, Int>, &[usize]) -> Tensor<1>,
+) -> Tensor<1> {
+    if *mix == MixDraw::None {
+        return loss(labels, indices);
+    }
+    let flipped_indices: Vec<usize> = indices.iter().rev().copied().collect();
+    let lambda = mix.lambda() as f64;
+    loss(labels.clone(), indices).mul_scalar(lambda)
+        + loss(labels.flip([0]), &flipped_indices).mul_scalar(1.0 - lambda)
+}
+
 /// Hooks that mix each batch before the wrapped hooks' loss.
 pub struct Mixing<'a> {
     config: MixConfig,
@@ -213,30 +233,18 @@ impl TrainHooks for Mixing<'_> {
         }
         let images = mix_images(shard.images.clone(), &mix);
         let logits = model.forward(images.clone());
-        let flipped_indices: Vec<usize> = shard.indices.iter().rev().copied().collect();
-        let own = self.inner.loss(
-            LossInputs {
-                logits: logits.clone(),
-                images: &images,
-                labels: shard.labels.clone(),
-                indices: shard.indices,
-            },
-            cross_entropy,
-        );
-        let other = self.inner.loss(
-            LossInputs {
-                logits: logits.clone(),
-                images: &images,
-                labels: shard.labels.flip([0]),
-                indices: &flipped_indices,
-            },
-            cross_entropy,
-        );
-        let lambda = mix.lambda() as f64;
-        (
-            logits,
-            own.mul_scalar(lambda) + other.mul_scalar(1.0 - lambda),
-        )
+        let loss = mixed_loss(&mix, shard.labels, shard.indices, |labels, indices| {
+            self.inner.loss(
+                LossInputs {
+                    logits: logits.clone(),
+                    images: &images,
+                    labels,
+                    indices,
+                },
+                cross_entropy,
+            )
+        });
+        (logits, loss)
     }
 
     fn before_step(&mut self, step: usize) {
