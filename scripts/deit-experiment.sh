@@ -9,14 +9,17 @@
 # Environment (defaults in brackets):
 #   EPOCHS [2]  MAX_IMAGES [15000] (training images per epoch; "all" = the whole split)
 #   DEVICE [flex] (e.g. wgpu or cuda in a GPU build)  OUT [runs/deit-experiment]
-#   KINDS ["vit deit-hard deit-soft"]  PARALLEL [1] (runs at once; give each RAYON_NUM_THREADS)
+#   KINDS ["vit deit-hard deit-soft"]  PARALLEL [1] (runs at once). On a 2-core CPU,
+#   RAYON_NUM_THREADS=1 PARALLEL=2 trains about twice the images per second of one run on both cores
+#   (these models' batches are too small to keep two threads busy).
 #   AUG [none] ("preset" keeps the ViT preset's crop, flip and RandAugment; the teacher then runs
 #   on every augmented batch instead of once per image)
 #   SOFT_T [3]  SOFT_ALPHA [0.1] (temperature and teacher weight of the soft runs)
 #   TRAIN_ARGS [] (more options for every run, e.g. "--val-fraction 0" to train on a subset of
 #   all 60,000 images and skip the per-epoch validation)
 #   KEEN [the release build of scripts/env.sh]
-# Writes OUT/KIND-SEED/ run folders and OUT/summary.jsonl (one line per run).
+# Writes OUT/KIND-SEED/ run folders and OUT/summary.jsonl (one line per run). A rerun skips
+# finished runs and resumes cut ones from their last epoch's checkpoint.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -40,14 +43,18 @@ common+=("${extra[@]}")
 
 run_one() {
   local kind=$1 seed=$2 dir="$out/$1-$2"
+  # A run cut short (its checkpoint is there, its evaluation is not) goes on where it stopped.
+  local resume=()
+  [ -f "$dir/state.json" ] && resume=(--resume)
   case $kind in
-    vit) "$KEEN_BIN" train --model vit-tiny "${common[@]}" --seed "$seed" --out "$dir" ;;
+    vit) "$KEEN_BIN" train --model vit-tiny "${common[@]}" --seed "$seed" --out "$dir" "${resume[@]}" ;;
     deit-hard) "$KEEN_BIN" distill --teacher "$teacher" --model deit-tiny --deit hard \
-                 "${common[@]}" --seed "$seed" --out "$dir" ;;
+                 "${common[@]}" --seed "$seed" --out "$dir" "${resume[@]}" ;;
     deit-soft) "$KEEN_BIN" distill --teacher "$teacher" --model deit-tiny --deit soft \
-                 --temperature "${SOFT_T:-3}" --alpha "${SOFT_ALPHA:-0.1}" "${common[@]}" --seed "$seed" --out "$dir" ;;
+                 --temperature "${SOFT_T:-3}" --alpha "${SOFT_ALPHA:-0.1}" "${common[@]}" --seed "$seed" \
+                 --out "$dir" "${resume[@]}" ;;
     *) echo "unknown kind $kind" >&2; return 2 ;;
-  esac > "$dir.log" 2>&1
+  esac >> "$dir.log" 2>&1
 }
 
 # The teacher's logits are computed once (no augmentation) and found by sibling runs: the first
