@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Does DeiT distillation pay at small scale? For each seed, trains vit-tiny without a teacher and
 # deit-tiny distilled from TEACHER (hard: the teacher's argmax; soft: KL at T 3, alpha 0.1, the
-# paper's settings, unless SOFT_T / SOFT_ALPHA say otherwise) on the same budget, then prints each run's test accuracy and the means.
+# paper's settings, unless SOFT_T / SOFT_ALPHA say otherwise) on the same budget, then prints
+# each run's test accuracy and the means.
 #
 # Usage: scripts/deit-experiment.sh [TEACHER] [SEEDS...]
 #   TEACHER  default runs/results-resnet20/model.safetensors
@@ -10,8 +11,8 @@
 #   EPOCHS [2]  MAX_IMAGES [15000] (training images per epoch; "all" = the whole split)
 #   DEVICE [flex] (e.g. wgpu or cuda in a GPU build)  OUT [runs/deit-experiment]
 #   KINDS ["vit deit-hard deit-soft"]  PARALLEL [1] (runs at once). On a 2-core CPU,
-#   RAYON_NUM_THREADS=1 PARALLEL=2 trains about twice the images per second of one run on both cores
-#   (these models' batches are too small to keep two threads busy).
+#   RAYON_NUM_THREADS=1 PARALLEL=2 trains about twice the images per second of one run on both
+#   cores (these models' batches are too small to keep two threads busy).
 #   AUG [none] ("preset" keeps the ViT preset's crop, flip and RandAugment; the teacher then runs
 #   on every augmented batch instead of once per image)
 #   SOFT_T [3]  SOFT_ALPHA [0.1] (temperature and teacher weight of the soft runs)
@@ -43,16 +44,14 @@ common+=("${extra[@]}")
 
 run_one() {
   local kind=$1 seed=$2 dir="$out/$1-$2"
+  local run=("${common[@]}" --seed "$seed" --out "$dir")
   # A run cut short (its checkpoint is there, its evaluation is not) goes on where it stopped.
-  local resume=()
-  [ -f "$dir/state.json" ] && resume=(--resume)
+  [ -f "$dir/state.json" ] && run+=(--resume)
   case $kind in
-    vit) "$KEEN_BIN" train --model vit-tiny "${common[@]}" --seed "$seed" --out "$dir" "${resume[@]}" ;;
-    deit-hard) "$KEEN_BIN" distill --teacher "$teacher" --model deit-tiny --deit hard \
-                 "${common[@]}" --seed "$seed" --out "$dir" "${resume[@]}" ;;
+    vit) "$KEEN_BIN" train --model vit-tiny "${run[@]}" ;;
+    deit-hard) "$KEEN_BIN" distill --teacher "$teacher" --model deit-tiny --deit hard "${run[@]}" ;;
     deit-soft) "$KEEN_BIN" distill --teacher "$teacher" --model deit-tiny --deit soft \
-                 --temperature "${SOFT_T:-3}" --alpha "${SOFT_ALPHA:-0.1}" "${common[@]}" --seed "$seed" \
-                 --out "$dir" "${resume[@]}" ;;
+                 --temperature "${SOFT_T:-3}" --alpha "${SOFT_ALPHA:-0.1}" "${run[@]}" ;;
     *) echo "unknown kind $kind" >&2; return 2 ;;
   esac >> "$dir.log" 2>&1
 }
