@@ -58,12 +58,10 @@ train() { # name, model, then keen train options
         echo "== $name: already trained ($dir)"
         return
     fi
-    local resume=()
-    [[ -f "$dir/state.json" ]] && resume=(--resume)
     echo "== training $name"
     local start=$SECONDS
     "$KEEN" train --model "$model" --dataset mnist "${DATA[@]}" --device "$DEVICE" --out "$dir" \
-        "${resume[@]}" "$@"
+        $(resume_flag "$dir") "$@"
     echo "$name: training took $((SECONDS - start)) s" | tee "$dir/train-seconds.txt"
 }
 

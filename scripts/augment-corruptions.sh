@@ -38,12 +38,10 @@ train() { # name, then keen train options
         echo "== $name: already trained ($dir)"
         return
     fi
-    local resume=()
-    [[ -f "$dir/state.json" ]] && resume=(--resume)
     echo "== training $name"
     local start=$SECONDS
     "$KEEN" train --model cnn-small "${DATA[@]}" --device "$DEVICE" --epochs "$EPOCHS" \
-        --seed "$SEED" --no-progress --out "$dir" "${resume[@]}" "$@"
+        --seed "$SEED" --no-progress --out "$dir" $(resume_flag "$dir") "$@"
     echo "$name: training took $((SECONDS - start)) s" | tee "$dir/train-seconds.txt"
 }
 

@@ -44,9 +44,7 @@ common+=("${extra[@]}")
 
 run_one() {
   local kind=$1 seed=$2 dir="$out/$1-$2"
-  local run=("${common[@]}" --seed "$seed" --out "$dir")
-  # A run cut short (its checkpoint is there, its evaluation is not) goes on where it stopped.
-  [ -f "$dir/state.json" ] && run+=(--resume)
+  local run=("${common[@]}" --seed "$seed" --out "$dir" $(resume_flag "$dir"))
   case $kind in
     vit) "$KEEN_BIN" train --model vit-tiny "${run[@]}" ;;
     deit-hard) "$KEEN_BIN" distill --teacher "$teacher" --model deit-tiny --deit hard "${run[@]}" ;;

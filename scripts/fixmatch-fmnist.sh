@@ -70,11 +70,9 @@ train() { # name, seed, then extra keen train options
         echo "== $name (seed $seed): already trained ($dir)"
         return
     fi
-    local resume=()
-    [[ -f "$dir/state.json" ]] && resume=(--resume)
     echo "== training $name (seed $seed)"
     local start=$SECONDS
-    "$KEEN" train "${COMMON[@]}" --seed "$seed" --out "$dir" "${resume[@]}" "$@"
+    "$KEEN" train "${COMMON[@]}" --seed "$seed" --out "$dir" $(resume_flag "$dir") "$@"
     echo "$name (seed $seed): training took $((SECONDS - start)) s" | tee "$dir/train-seconds.txt"
 }
 

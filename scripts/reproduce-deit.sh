@@ -2,7 +2,7 @@
 # Reproduces the DeiT result of docs/RESULTS.md ("A teacher that saw RandAugment"): trains the
 # resnet20 teacher with the students' RandAugment (2,5), crop and flip (~25 min on 2 cores), then
 # for seeds 1-3 trains vit-tiny alone and deit-tiny with hard and soft distillation from that
-# teacher on 5,000 training images for 20 epochs at batch 32 without augmentation (~45 min on
+# teacher on 5,000 training images for 20 epochs at batch 32 without augmentation (~30 min on
 # 2 cores), and prints the means and each distilled kind's gain over the ViT.
 #   scripts/reproduce-deit.sh            # everything; a rerun resumes where it stopped
 #   scripts/reproduce-deit.sh 1          # seed 1 only
@@ -16,11 +16,9 @@ bash scripts/setup-data.sh
 cargo build --release -p keen-cli
 teacher=${TEACHER_OUT:-runs/teacher-ra}
 if [ ! -f "$teacher/eval.json" ]; then
-  resume=()
-  [ -f "$teacher/state.json" ] && resume=(--resume)
   "$KEEN_BIN" train --model resnet20 --epochs 10 --steps-per-epoch 720 --batch-size 64 --lr 0.05 \
     --label-smoothing 0.1 --crop-padding 2 --randaugment 2,5 --out "$teacher" \
-    "${resume[@]}"
+    $(resume_flag "$teacher")
 fi
 export RAYON_NUM_THREADS=${RAYON_NUM_THREADS:-1}
 PARALLEL=${PARALLEL:-2} OUT=${OUT:-runs/attn/deit-b32-20-rat} EPOCHS=20 MAX_IMAGES=5000 \
