@@ -22,6 +22,12 @@ pub enum KernelError {
         padding: [(usize, usize); 2],
         dilation: [usize; 2],
     },
+    #[error("max pool window {kernel:?} with stride {stride:?} does not fit input {input_shape:?} (no size or stride may be zero, the window may not be larger than the input)")]
+    PoolShape {
+        input_shape: [usize; 4],
+        kernel: [usize; 2],
+        stride: [usize; 2],
+    },
     #[error("batch norm input of shape {dims:?} is not [batch, channels, ...] with every size above zero")]
     BatchNormShape { dims: Vec<usize> },
     #[error("{what} has {len} elements, expected {expected}")]

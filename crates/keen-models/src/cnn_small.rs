@@ -12,7 +12,7 @@ use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
-use keen_kernels::conv2d_layer;
+use keen_kernels::{conv2d_layer, max_pool2d_layer};
 
 use crate::feature_map::SpatialFeatures;
 use crate::flops::{conv2d_macs, linear_macs};
@@ -118,8 +118,8 @@ impl CnnSmall {
 impl SpatialFeatures for CnnSmall {
     /// The second convolution's pooled output, the last map before the fully-connected layers.
     fn forward_feature_map(&self, images: Tensor<4>) -> Tensor<4> {
-        let x = self.pool.forward(relu(conv2d_layer(&self.conv1, images)));
-        self.pool.forward(relu(conv2d_layer(&self.conv2, x)))
+        let x = max_pool2d_layer(&self.pool, relu(conv2d_layer(&self.conv1, images)));
+        max_pool2d_layer(&self.pool, relu(conv2d_layer(&self.conv2, x)))
     }
 
     fn features_of_map(&self, map: Tensor<4>) -> Tensor<2> {

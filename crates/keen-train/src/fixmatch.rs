@@ -66,7 +66,7 @@ impl Default for FixMatchConfig {
 }
 
 impl FixMatchConfig {
-    /// Checks μ, τ and λ_u.
+    /// Checks μ, τ, λ_u and the Cutout fraction.
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |what: String| Err(TrainError::BadConfig(what));
         if self.mu == 0 {
@@ -82,6 +82,12 @@ impl FixMatchConfig {
             return bad(format!(
                 "--fixmatch-lambda must be non-negative, got {}",
                 self.lambda_u
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.strong.cutout_fraction) {
+            return bad(format!(
+                "--fixmatch-cutout must be in [0, 1], got {}",
+                self.strong.cutout_fraction
             ));
         }
         Ok(())
@@ -378,6 +384,21 @@ mod tests {
         let none = unlabelled_loss(weak, strong, 1.0);
         assert_eq!(to_f32_vec(none.mask), vec![0.0; 3]);
         assert_eq!(none.loss.into_scalar::<f32>(), 0.0);
+    }
+
+    #[test]
+    fn settings_out_of_range_are_refused_by_name() {
+        assert!(FixMatchConfig::default().validate().is_ok());
+        let with = |change: fn(&mut FixMatchConfig)| {
+            let mut config = FixMatchConfig::default();
+            change(&mut config);
+            config.validate().unwrap_err().to_string()
+        };
+        assert!(with(|c| c.mu = 0).contains("--fixmatch-mu"));
+        assert!(with(|c| c.threshold = 1.5).contains("--fixmatch-threshold"));
+        assert!(with(|c| c.lambda_u = -1.0).contains("--fixmatch-lambda"));
+        assert!(with(|c| c.strong.cutout_fraction = 1.5).contains("--fixmatch-cutout"));
+        assert!(with(|c| c.strong.cutout_fraction = f32::NAN).contains("--fixmatch-cutout"));
     }
 
     #[test]

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use keen_data::augment::RandAugment;
+use keen_data::augment::{RandAugment, StrongAugment};
 use keen_data::dataset::ImageDataset;
 use keen_data::source::SplitName;
 use keen_train::fixmatch::FixMatchConfig;
@@ -184,6 +184,10 @@ pub struct SemiSupervisedArgs {
     /// Weight of the unlabelled loss (λ_u) [default: 1].
     #[arg(long, value_name = "LAMBDA")]
     pub fixmatch_lambda: Option<f32>,
+    /// Side of the strong view's Cutout square as a fraction of the image side, 0 for none
+    /// [default: 0.5].
+    #[arg(long, value_name = "FRACTION")]
+    pub fixmatch_cutout: Option<f32>,
 }
 
 impl SemiSupervisedArgs {
@@ -191,11 +195,12 @@ impl SemiSupervisedArgs {
     fn fixmatch_config(&self) -> Result<Option<FixMatchConfig>> {
         let tuned = self.fixmatch_mu.is_some()
             || self.fixmatch_threshold.is_some()
-            || self.fixmatch_lambda.is_some();
+            || self.fixmatch_lambda.is_some()
+            || self.fixmatch_cutout.is_some();
         if !self.fixmatch {
             anyhow::ensure!(
                 !tuned,
-                "--fixmatch-mu, --fixmatch-threshold and --fixmatch-lambda need --fixmatch"
+                "--fixmatch-mu, --fixmatch-threshold, --fixmatch-lambda and --fixmatch-cutout need --fixmatch"
             );
             return Ok(None);
         }
@@ -208,7 +213,12 @@ impl SemiSupervisedArgs {
             mu: self.fixmatch_mu.unwrap_or(defaults.mu),
             threshold: self.fixmatch_threshold.unwrap_or(defaults.threshold),
             lambda_u: self.fixmatch_lambda.unwrap_or(defaults.lambda_u),
-            ..defaults
+            strong: StrongAugment {
+                cutout_fraction: self
+                    .fixmatch_cutout
+                    .unwrap_or(defaults.strong.cutout_fraction),
+                ..defaults.strong
+            },
         }))
     }
 }

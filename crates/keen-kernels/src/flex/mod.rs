@@ -1,5 +1,6 @@
-//! The burn backend extensions that run keen's kernels on Flex: [`conv2d`] on im2col + GEMM and
-//! [`batch_norm`] (training and inference mode, optionally fused with a ReLU) on fused kernels.
+//! The burn backend extensions that run keen's kernels on Flex: [`conv2d`] on im2col + GEMM,
+//! [`max_pool2d`] on plane-parallel loops and [`batch_norm`] (training and inference mode,
+//! optionally fused with a ReLU) on fused kernels.
 //!
 //! burn 0.22 models hold `Tensor<D>` on a runtime `Device`; its `Dispatch` backend routes each op
 //! to the concrete backend. `#[backend_extension]` adds keen's own ops to that routing for Flex
@@ -10,9 +11,11 @@
 
 mod batch_norm;
 mod conv;
+mod pool;
 
 pub use batch_norm::{batch_norm, batch_norm_relu, uses_keen_batch_norm};
 pub use conv::{conv2d, conv2d_layer, conv2d_options, uses_keen_conv};
+pub use pool::{max_pool2d, max_pool2d_layer, uses_keen_max_pool};
 
 use burn::backend::flex::{FlexTensor, Layout};
 use burn::backend::DispatchDevice;

@@ -1,12 +1,11 @@
 //! [`GraphNet`]: a burn module that runs a [`GraphDef`], optionally with fake quantization.
 
 use burn::nn::conv::{Conv2d, Conv2dConfig};
-use burn::nn::pool::{MaxPool2d, MaxPool2dConfig};
 use burn::nn::{BatchNorm, BatchNormConfig, Linear, LinearConfig, PaddingConfig2d};
 use burn::prelude::*;
 use burn::tensor::activation::relu;
 use burn::tensor::ops::ConvOptions;
-use keen_kernels::conv2d;
+use keen_kernels::{conv2d, max_pool2d};
 
 use super::quant::{
     fake_quant_activation, fake_quant_conv_weight, fake_quant_linear_weight, QuantRecord,
@@ -409,12 +408,11 @@ impl GraphNet {
                     Value::Map(t) => Value::Map(t.clamp(0.0, 6.0)),
                     Value::Vector(t) => Value::Vector(t.clamp(0.0, 6.0)),
                 },
-                OpDef::MaxPool2d { kernel, stride } => {
-                    let pool: MaxPool2d = MaxPool2dConfig::new([*kernel, *kernel])
-                        .with_strides([*stride, *stride])
-                        .init();
-                    Value::Map(pool.forward(x.map(node)))
-                }
+                OpDef::MaxPool2d { kernel, stride } => Value::Map(max_pool2d(
+                    x.map(node),
+                    [*kernel, *kernel],
+                    [*stride, *stride],
+                )),
                 OpDef::GlobalAvgPool => {
                     Value::Vector(x.map(node).mean_dim(3).mean_dim(2).flatten::<2>(1, 3))
                 }
