@@ -35,7 +35,10 @@ fixmatch_seconds() { # binary -> seconds of the training steps alone
     RAYON_NUM_THREADS=$THREADS "$1" train --model cnn-small --dataset fashion-mnist --no-progress \
         --labels-per-class 100 --batch-size 64 --epochs 1 --steps-per-epoch "$FIXMATCH_STEPS" \
         --crop-padding 2 --hflip true --optimizer sgd --lr 0.03 --weight-decay 5e-4 --seed 1 \
-        --fixmatch --out "$dir" >/dev/null
+        --fixmatch --out "$dir" >/dev/null 2>"$work/fixmatch.err" || {
+        cat "$work/fixmatch.err" >&2
+        return 1
+    }
     # keen's log gives the epoch's training seconds, validation excluded.
     sed -n 's/.*"train_seconds": *\([0-9.eE+-]*\).*/\1/p' "$dir/log.jsonl" | head -1
 }
