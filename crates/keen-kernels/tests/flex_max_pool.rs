@@ -39,16 +39,24 @@ fn tied_input(shape: [usize; 4], device: &Device) -> Tensor<4> {
     Tensor::<4>::random(shape, Distribution::Uniform(-2.0, 2.0), device).round()
 }
 
+/// The case's layer and an input for it that keen's path takes.
+fn keen_case(
+    (name, kernel, stride, shape): Case,
+    device: &Device,
+) -> (&'static str, MaxPool2d, Tensor<4>) {
+    let input = tied_input(shape, device);
+    assert!(
+        keen_kernels::uses_keen_max_pool(&input, kernel, stride),
+        "{name}"
+    );
+    (name, layer(kernel, stride), input)
+}
+
 #[test]
 fn autodiff_output_and_gradient_match_burns_max_pool() {
     let device = Device::flex().autodiff();
-    for (name, kernel, stride, shape) in CASES {
-        let pool = layer(kernel, stride);
-        let input = tied_input(shape, &device);
-        assert!(
-            keen_kernels::uses_keen_max_pool(&input, kernel, stride),
-            "{name}"
-        );
+    for case in CASES {
+        let (name, pool, input) = keen_case(case, &device);
         let output_dims = pool.forward(input.clone()).dims();
         let weighting = Tensor::<4>::random(output_dims, Distribution::Uniform(-1.0, 1.0), &device);
         let run = |ours: bool| {
@@ -71,13 +79,8 @@ fn autodiff_output_and_gradient_match_burns_max_pool() {
 #[test]
 fn inference_on_plain_flex_matches_burns_max_pool() {
     let device = Device::flex();
-    for (name, kernel, stride, shape) in CASES {
-        let pool = layer(kernel, stride);
-        let input = tied_input(shape, &device);
-        assert!(
-            keen_kernels::uses_keen_max_pool(&input, kernel, stride),
-            "{name}"
-        );
+    for case in CASES {
+        let (name, pool, input) = keen_case(case, &device);
         let ours = keen_kernels::max_pool2d_layer(&pool, input.clone());
         assert_same(name, ours, pool.forward(input));
     }

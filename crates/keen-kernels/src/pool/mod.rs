@@ -94,6 +94,18 @@ impl MaxPool2dGeometry {
     pub(crate) fn check_output(&self, what: &'static str, len: usize) -> Result<(), KernelError> {
         check_len(what, len, self.planes() * self.out_plane())
     }
+
+    /// What both backward kernels start from: checks the forward pass's indices and the output
+    /// gradient against the output's size, and returns the input gradient, zeroed.
+    pub(crate) fn zeroed_input_grad(
+        &self,
+        argmax: &[u32],
+        out_grad: &[f32],
+    ) -> Result<Vec<f32>, KernelError> {
+        self.check_output("max pool indices", argmax.len())?;
+        self.check_output("max pool output gradient", out_grad.len())?;
+        Ok(vec![0.0; self.planes() * self.in_plane()])
+    }
 }
 
 /// The forward pass's result: the pooled values `[N, C, OH, OW]` and, for each, the index inside

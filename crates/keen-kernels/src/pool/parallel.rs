@@ -105,9 +105,7 @@ pub fn max_pool2d_backward(
     argmax: &[u32],
     out_grad: &[f32],
 ) -> Result<Vec<f32>, KernelError> {
-    g.check_output("max pool indices", argmax.len())?;
-    g.check_output("max pool output gradient", out_grad.len())?;
-    let mut grad = vec![0.0; g.planes() * g.in_plane()];
+    let mut grad = g.zeroed_input_grad(argmax, out_grad)?;
     let per_task = planes_per_task(g);
     grad.par_chunks_mut(g.in_plane() * per_task)
         .zip(argmax.par_chunks(g.out_plane() * per_task))

@@ -40,9 +40,7 @@ pub fn max_pool2d_backward(
     argmax: &[u32],
     out_grad: &[f32],
 ) -> Result<Vec<f32>, KernelError> {
-    g.check_output("max pool indices", argmax.len())?;
-    g.check_output("max pool output gradient", out_grad.len())?;
-    let mut grad = vec![0.0; g.planes() * g.in_plane()];
+    let mut grad = g.zeroed_input_grad(argmax, out_grad)?;
     for plane in 0..g.planes() {
         for i in 0..g.out_plane() {
             let out = plane * g.out_plane() + i;
