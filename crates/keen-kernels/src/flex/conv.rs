@@ -16,7 +16,7 @@ use burn::tensor::{DType, Tensor};
 use crate::conv::im2col_gemm::{self, WantedGrads};
 use crate::conv::Conv2dGeometry;
 
-use super::{dense, flex_tensor, flex_vector, on_flex, values};
+use super::{dense, dims4, flex_tensor, flex_vector, on_flex, values};
 
 /// keen's convolution as a backend op: `x` `[N, C_in, H, W]`, `weight` `[C_out, C_in, kh, kw]`,
 /// optional `bias` `[C_out]`, groups = 1, f32.
@@ -127,10 +127,6 @@ fn geometry_of(
         options.dilation,
     )
     .ok()
-}
-
-fn dims4(tensor: &FlexTensor) -> Option<[usize; 4]> {
-    tensor.layout().shape().as_slice().try_into().ok()
 }
 
 /// The geometry of a Flex convolution call, or `None` where keen's kernels do not apply (then

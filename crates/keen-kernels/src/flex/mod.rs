@@ -39,6 +39,11 @@ fn dense(tensor: FlexTensor) -> FlexTensor {
     }
 }
 
+/// The shape of a rank-4 tensor, `None` for any other rank.
+fn dims4(tensor: &FlexTensor) -> Option<[usize; 4]> {
+    tensor.layout().shape().as_slice().try_into().ok()
+}
+
 /// The f32 elements of a tensor made dense by [`dense`].
 fn values(tensor: &FlexTensor) -> &[f32] {
     tensor

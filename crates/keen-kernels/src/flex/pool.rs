@@ -19,7 +19,7 @@ use burn::tensor::{DType, Tensor};
 
 use crate::pool::{parallel, MaxPool2dGeometry, MaxPoolOutput};
 
-use super::{dense, flex_tensor, on_flex, values};
+use super::{dense, dims4, flex_tensor, on_flex, values};
 
 /// keen's max pooling as a backend op: `x` `[N, C, H, W]`, f32, no padding, no dilation, floor
 /// mode.
@@ -57,8 +57,10 @@ pub fn max_pool2d(input: Tensor<4>, kernel: [usize; 2], stride: [usize; 2]) -> T
 /// `pool.forward(input)` through [`max_pool2d`] when the layer has no padding or dilation and
 /// floor mode; `pool.forward` itself otherwise.
 pub fn max_pool2d_layer(pool: &MaxPool2d, input: Tensor<4>) -> Tensor<4> {
-    let plain = matches!(pool.padding, PaddingConfig2d::Valid)
-        || matches!(pool.padding, PaddingConfig2d::Explicit(0, 0, 0, 0));
+    let plain = matches!(
+        pool.padding,
+        PaddingConfig2d::Valid | PaddingConfig2d::Explicit(0, 0, 0, 0)
+    );
     if plain && pool.dilation == [1, 1] && !pool.ceil_mode {
         max_pool2d(input, pool.kernel_size, pool.stride)
     } else {
@@ -74,8 +76,7 @@ fn flex_geometry(
     if x.dtype() != DType::F32 {
         return None;
     }
-    let dims: [usize; 4] = x.layout().shape().as_slice().try_into().ok()?;
-    MaxPool2dGeometry::new(dims, kernel, stride).ok()
+    MaxPool2dGeometry::new(dims4(x)?, kernel, stride).ok()
 }
 
 /// The forward pass on a Flex primitive with a geometry already checked.

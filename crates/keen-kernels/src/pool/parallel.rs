@@ -24,6 +24,11 @@ pub fn max_pool2d_forward(g: &MaxPool2dGeometry, x: &[f32]) -> Result<MaxPoolOut
     let mut values = vec![0.0; out_len];
     let mut argmax = vec![0; out_len];
     let per_task = planes_per_task(g);
+    let pool_one_plane = if g.kernel == [2, 2] && g.stride == [2, 2] {
+        pool_plane_2x2
+    } else {
+        pool_plane
+    };
     values
         .par_chunks_mut(g.out_plane() * per_task)
         .zip(argmax.par_chunks_mut(g.out_plane() * per_task))
@@ -34,11 +39,7 @@ pub fn max_pool2d_forward(g: &MaxPool2dGeometry, x: &[f32]) -> Result<MaxPoolOut
                 .zip(argmax.chunks_mut(g.out_plane()))
                 .zip(x.chunks(g.in_plane()));
             for ((values, argmax), plane) in planes {
-                if g.kernel == [2, 2] && g.stride == [2, 2] {
-                    pool_plane_2x2(g, plane, values, argmax);
-                } else {
-                    pool_plane(g, plane, values, argmax);
-                }
+                pool_one_plane(g, plane, values, argmax);
             }
         });
     Ok(MaxPoolOutput { values, argmax })
