@@ -27,7 +27,7 @@ use std::sync::{Arc, Mutex};
 use burn::nn::loss::CrossEntropyLoss;
 use burn::prelude::*;
 use burn::tensor::activation::{log_softmax, softmax};
-use keen_data::augment::StrongAugment;
+use keen_data::augment::{StrongAugment, MAX_MAGNITUDE};
 use keen_data::dataset::ImageDataset;
 use keen_data::loader::{
     two_view_batches, two_view_batches_per_pass, LoaderConfig, TwoViewBatch, TwoViewConfig,
@@ -66,7 +66,7 @@ impl Default for FixMatchConfig {
 }
 
 impl FixMatchConfig {
-    /// Checks μ, τ, λ_u and the Cutout fraction.
+    /// Checks μ, τ, λ_u, the strong view's largest magnitude and the Cutout fraction.
     pub fn validate(&self) -> Result<(), TrainError> {
         let bad = |what: String| Err(TrainError::BadConfig(what));
         if self.mu == 0 {
@@ -82,6 +82,12 @@ impl FixMatchConfig {
             return bad(format!(
                 "--fixmatch-lambda must be non-negative, got {}",
                 self.lambda_u
+            ));
+        }
+        if !(1..=MAX_MAGNITUDE).contains(&self.strong.max_magnitude) {
+            return bad(format!(
+                "--fixmatch-strong: the largest magnitude must be in 1..={MAX_MAGNITUDE}, got {}",
+                self.strong.max_magnitude
             ));
         }
         if !(0.0..=1.0).contains(&self.strong.cutout_fraction) {
@@ -399,6 +405,8 @@ mod tests {
         assert!(with(|c| c.lambda_u = -1.0).contains("--fixmatch-lambda"));
         assert!(with(|c| c.strong.cutout_fraction = 1.5).contains("--fixmatch-cutout"));
         assert!(with(|c| c.strong.cutout_fraction = f32::NAN).contains("--fixmatch-cutout"));
+        assert!(with(|c| c.strong.max_magnitude = 0).contains("--fixmatch-strong"));
+        assert!(with(|c| c.strong.max_magnitude = 11).contains("--fixmatch-strong"));
     }
 
     #[test]

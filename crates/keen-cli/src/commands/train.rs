@@ -188,6 +188,10 @@ pub struct SemiSupervisedArgs {
     /// [default: 0.5].
     #[arg(long, value_name = "FRACTION")]
     pub fixmatch_cutout: Option<f32>,
+    /// The strong view's RandAugment: N ops per image (each applied with probability 1/2) at
+    /// magnitudes drawn from 1..=M, or off for Cutout alone [default: 2,10].
+    #[arg(long, value_name = "N,M")]
+    pub fixmatch_strong: Option<String>,
 }
 
 impl SemiSupervisedArgs {
@@ -196,11 +200,12 @@ impl SemiSupervisedArgs {
         let tuned = self.fixmatch_mu.is_some()
             || self.fixmatch_threshold.is_some()
             || self.fixmatch_lambda.is_some()
-            || self.fixmatch_cutout.is_some();
+            || self.fixmatch_cutout.is_some()
+            || self.fixmatch_strong.is_some();
         if !self.fixmatch {
             anyhow::ensure!(
                 !tuned,
-                "--fixmatch-mu, --fixmatch-threshold, --fixmatch-lambda and --fixmatch-cutout need --fixmatch"
+                "--fixmatch-mu, --fixmatch-threshold, --fixmatch-lambda, --fixmatch-cutout and --fixmatch-strong need --fixmatch"
             );
             return Ok(None);
         }
@@ -209,6 +214,10 @@ impl SemiSupervisedArgs {
             "--fixmatch needs --labels-per-class N (e.g. 100): the labelled subset; the rest of the training split is its unlabelled data"
         );
         let defaults = FixMatchConfig::default();
+        let (ops, max_magnitude) = match &self.fixmatch_strong {
+            Some(text) => parse_ops_magnitude("--fixmatch-strong", "2,10", text)?.unwrap_or((0, 1)),
+            None => (defaults.strong.ops, defaults.strong.max_magnitude),
+        };
         Ok(Some(FixMatchConfig {
             mu: self.fixmatch_mu.unwrap_or(defaults.mu),
             threshold: self.fixmatch_threshold.unwrap_or(defaults.threshold),
@@ -217,7 +226,8 @@ impl SemiSupervisedArgs {
                 cutout_fraction: self
                     .fixmatch_cutout
                     .unwrap_or(defaults.strong.cutout_fraction),
-                ..defaults.strong
+                ops,
+                max_magnitude,
             },
         }))
     }
@@ -252,21 +262,26 @@ pub struct AdversarialArgs {
 }
 
 fn parse_randaugment(text: &str) -> Result<Option<RandAugment>> {
+    Ok(parse_ops_magnitude("--randaugment", "2,9", text)?.map(|(n, m)| RandAugment { n, m }))
+}
+
+/// `N,M` (ops per image, magnitude) of `option`, or `None` for off/none.
+fn parse_ops_magnitude(option: &str, example: &str, text: &str) -> Result<Option<(usize, u32)>> {
     if text == "off" || text == "none" {
         return Ok(None);
     }
     let (n, m) = text
         .split_once(',')
-        .with_context(|| format!("--randaugment expects N,M (e.g. 2,9) or off, got '{text}'"))?;
+        .with_context(|| format!("{option} expects N,M (e.g. {example}) or off, got '{text}'"))?;
     let n = n
         .trim()
         .parse()
-        .with_context(|| format!("--randaugment: N '{n}' is not a count"))?;
+        .with_context(|| format!("{option}: N '{n}' is not a count"))?;
     let m = m
         .trim()
         .parse()
-        .with_context(|| format!("--randaugment: M '{m}' is not a magnitude"))?;
-    Ok(Some(RandAugment { n, m }))
+        .with_context(|| format!("{option}: M '{m}' is not a magnitude"))?;
+    Ok(Some((n, m)))
 }
 
 /// The preset for the model, overridden by every option the user set.
@@ -568,4 +583,44 @@ fn adversarial_training(
         return Err(e.into());
     }
     Ok(summary)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixmatch_with(strong: Option<&str>) -> Result<Option<FixMatchConfig>> {
+        SemiSupervisedArgs {
+            labels_per_class: Some(100),
+            fixmatch: true,
+            fixmatch_strong: strong.map(str::to_owned),
+            ..Default::default()
+        }
+        .fixmatch_config()
+    }
+
+    #[test]
+    fn fixmatch_strong_sets_the_strong_views_randaugment() {
+        let paper = fixmatch_with(None).unwrap().expect("on");
+        assert_eq!(paper.strong, FixMatchConfig::default().strong);
+        let milder = fixmatch_with(Some("1,5")).unwrap().expect("on");
+        assert_eq!((milder.strong.ops, milder.strong.max_magnitude), (1, 5));
+        assert_eq!(milder.strong.cutout_fraction, paper.strong.cutout_fraction);
+        let off = fixmatch_with(Some("off")).unwrap().expect("on");
+        assert_eq!(off.strong.ops, 0);
+        let error = fixmatch_with(Some("2")).unwrap_err().to_string();
+        assert!(error.contains("--fixmatch-strong expects N,M"), "{error}");
+        let error = fixmatch_with(Some("2,x")).unwrap_err().to_string();
+        assert!(error.contains("--fixmatch-strong: M 'x'"), "{error}");
+        // Without --fixmatch the option is refused by name, not ignored.
+        let alone = SemiSupervisedArgs {
+            fixmatch_strong: Some("2,5".into()),
+            ..Default::default()
+        };
+        let error = alone.fixmatch_config().unwrap_err().to_string();
+        assert!(
+            error.contains("--fixmatch-strong need --fixmatch"),
+            "{error}"
+        );
+    }
 }
