@@ -215,7 +215,9 @@ impl SemiSupervisedArgs {
         );
         let defaults = FixMatchConfig::default();
         let (ops, max_magnitude) = match &self.fixmatch_strong {
-            Some(text) => parse_ops_magnitude("--fixmatch-strong", "2,10", text)?.unwrap_or((0, 1)),
+            // Off: no ops, so the magnitude is never drawn; the paper's is kept for the record.
+            Some(text) => parse_ops_magnitude("--fixmatch-strong", "2,10", text)?
+                .unwrap_or((0, defaults.strong.max_magnitude)),
             None => (defaults.strong.ops, defaults.strong.max_magnitude),
         };
         Ok(Some(FixMatchConfig {
