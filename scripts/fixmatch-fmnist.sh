@@ -20,6 +20,7 @@
 # LABELS (per class, 100), BATCH (labelled batch B, 64), MU (7), THRESHOLD (0.95), LAMBDA (1),
 # CUTOUT (side of the strong view's Cutout square as a fraction of the image side, 0.5),
 # STRONG (the strong view's RandAugment N,M: N ops, magnitudes up to M, or off; 2,10),
+# PSEUDO (who pseudo-labels: model, the one being trained, or ema, the weight average; model),
 # EMA (decay of the weight average both runs validate and save, as the paper evaluates; 0.999;
 # "off" for none), TRAIN_ARGS (more keen train options for both runs, e.g. "--optimizer sgd
 # --lr 0.03 --weight-decay 5e-4" for the paper's optimizer), EPOCHS (6) and STEPS_PER_EPOCH (250): 1,500 steps, sized for ~3 minutes of FixMatch on one
@@ -42,6 +43,7 @@ THRESHOLD=${THRESHOLD:-0.95}
 LAMBDA=${LAMBDA:-1}
 CUTOUT=${CUTOUT:-0.5}
 STRONG=${STRONG:-2,10}
+PSEUDO=${PSEUDO:-model}
 EPOCHS=${EPOCHS:-6}
 STEPS_PER_EPOCH=${STEPS_PER_EPOCH:-250}
 EMA=${EMA:-0.999}
@@ -60,7 +62,7 @@ if [[ -z "${KEEN:-}" ]]; then
     KEEN="$KEEN_BIN"
 fi
 mkdir -p "$OUT"
-echo "keen: $KEEN; device: $DEVICE; $MODEL, $LABELS labels/class, B=$BATCH, mu=$MU, tau=$THRESHOLD, lambda=$LAMBDA, cutout=$CUTOUT, strong=$STRONG, $EPOCHS x $STEPS_PER_EPOCH steps, seeds: $SEEDS, ema: $EMA, more: ${TRAIN_ARGS:-none}"
+echo "keen: $KEEN; device: $DEVICE; $MODEL, $LABELS labels/class, B=$BATCH, mu=$MU, tau=$THRESHOLD, lambda=$LAMBDA, cutout=$CUTOUT, strong=$STRONG, pseudo-labels: $PSEUDO, $EPOCHS x $STEPS_PER_EPOCH steps, seeds: $SEEDS, ema: $EMA, more: ${TRAIN_ARGS:-none}"
 
 COMMON=(--model "$MODEL" --dataset fashion-mnist "${DATA_ARGS[@]}" --device "$DEVICE" --no-progress
     --labels-per-class "$LABELS" --batch-size "$BATCH" --epochs "$EPOCHS"
@@ -89,7 +91,7 @@ for seed in $SEEDS; do
     train supervised "$seed"
     train fixmatch "$seed" --fixmatch --fixmatch-mu "$MU" --fixmatch-threshold "$THRESHOLD" \
         --fixmatch-lambda "$LAMBDA" --fixmatch-cutout "$CUTOUT" \
-        --fixmatch-strong "$STRONG"
+        --fixmatch-strong "$STRONG" --fixmatch-pseudo-labels "$PSEUDO"
     for name in supervised fixmatch; do
         dir="$OUT/$name-seed$seed"
         start=$SECONDS

@@ -15,6 +15,12 @@
 //! the reference code does, so batch-norm statistics cover both); the weak views go through a
 //! separate forward pass whose logits are detached, so they cost no backward pass.
 //!
+//! The pseudo-labels come from the model being trained, as in the paper, or, with
+//! [`PseudoLabeller::Ema`], from the run's weight average in inference mode (its averaged
+//! batch-norm statistics included): Mean Teacher's teacher, which EMAN (Cai et al. 2021) uses
+//! for FixMatch. The average moves slowly, so a wrong pseudo-label the model has just taught
+//! itself does not come straight back as next step's target.
+//!
 //! The unlabelled batch of step k is a function of the seed and k
 //! ([`keen_data::loader::two_view_batches`]), so a resumed run sees what an uninterrupted run
 //! would; in a data-parallel step each shard takes the share of the unlabelled batch that
@@ -51,6 +57,38 @@ pub struct FixMatchConfig {
     pub lambda_u: f32,
     /// The strong view.
     pub strong: StrongAugment,
+    /// Which model's weak-view prediction becomes the pseudo-label (absent from configs
+    /// written before it existed, which used the model).
+    #[serde(default)]
+    pub pseudo_labeller: PseudoLabeller,
+}
+
+/// Which model pseudo-labels the unlabelled images (`--fixmatch-pseudo-labels`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PseudoLabeller {
+    /// The model being trained, in training mode (the paper).
+    #[default]
+    Model,
+    /// The run's weight average (`--ema-decay`), in inference mode.
+    Ema,
+}
+
+impl PseudoLabeller {
+    /// The name the command line and run configs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Model => "model",
+            Self::Ema => "ema",
+        }
+    }
+
+    /// Parses [`Self::name`].
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Self::Model, Self::Ema]
+            .into_iter()
+            .find(|labeller| labeller.name() == name)
+    }
 }
 
 impl Default for FixMatchConfig {
@@ -61,6 +99,7 @@ impl Default for FixMatchConfig {
             threshold: 0.95,
             lambda_u: 1.0,
             strong: StrongAugment::default(),
+            pseudo_labeller: PseudoLabeller::Model,
         }
     }
 }
@@ -166,6 +205,8 @@ pub struct FixMatch<'a> {
     stream: Option<TwoViewStream>,
     /// The current step's unlabelled batch, read by every shard's forward pass.
     batch: Option<TwoViewBatch>,
+    /// The run's weight average, kept only when it gives the pseudo-labels.
+    teacher: Option<KeenModel>,
     /// Filled from `forward_loss`, which takes `&self`; shards run one after another, so the
     /// lock is never contended.
     sums: Mutex<EpochSums>,
@@ -205,6 +246,7 @@ impl<'a> FixMatch<'a> {
             views,
             stream: None,
             batch: None,
+            teacher: None,
             sums: Mutex::new(EpochSums::default()),
             inner,
         })
@@ -231,16 +273,27 @@ impl<'a> FixMatch<'a> {
         }
         let device = shard.images.device();
         let per_image = c * h * w;
-        let view = |values: &[f32]| {
+        let view = |values: &[f32], device: &Device| {
             images_tensor(
                 values[lo * per_image..hi * per_image].to_vec(),
                 [hi - lo, c, h, w],
-                &device,
+                device,
             )
         };
-        let weak_logits = model.forward(view(&batch.weak)).detach();
+        let weak_logits = match &self.teacher {
+            // The average has no autodiff; its logits enter the loss as constants.
+            Some(teacher) => {
+                let plain = device.clone().inner();
+                teacher
+                    .clone()
+                    .to_device(&plain)
+                    .forward(view(&batch.weak, &plain))
+                    .autodiff()
+            }
+            None => model.forward(view(&batch.weak, &device)).detach(),
+        };
         let logits = model.forward(Tensor::cat(
-            vec![shard.images.clone(), view(&batch.strong)],
+            vec![shard.images.clone(), view(&batch.strong, &device)],
             0,
         ));
         let labelled_logits = logits.clone().narrow(0, 0, n);
@@ -343,6 +396,13 @@ impl TrainHooks for FixMatch<'_> {
     fn after_step(&mut self, model: KeenModel, step: usize, total_steps: usize) -> KeenModel {
         self.inner.after_step(model, step, total_steps)
     }
+
+    fn weight_average_updated(&mut self, average: &KeenModel) {
+        if self.config.pseudo_labeller == PseudoLabeller::Ema {
+            self.teacher = Some(average.clone());
+        }
+        self.inner.weight_average_updated(average);
+    }
 }
 
 #[cfg(test)]
@@ -407,6 +467,22 @@ mod tests {
         assert!(with(|c| c.strong.cutout_fraction = f32::NAN).contains("--fixmatch-cutout"));
         assert!(with(|c| c.strong.max_magnitude = 0).contains("--fixmatch-strong"));
         assert!(with(|c| c.strong.max_magnitude = 11).contains("--fixmatch-strong"));
+    }
+
+    #[test]
+    fn pseudo_labeller_names_round_trip_and_old_configs_read_as_the_model() {
+        for labeller in [PseudoLabeller::Model, PseudoLabeller::Ema] {
+            assert_eq!(PseudoLabeller::from_name(labeller.name()), Some(labeller));
+            let json = serde_json::to_string(&labeller).expect("json");
+            assert_eq!(json, format!("\"{}\"", labeller.name()));
+        }
+        assert_eq!(PseudoLabeller::from_name("teacher"), None);
+        let mut old = serde_json::to_value(FixMatchConfig::default()).expect("json");
+        old.as_object_mut()
+            .expect("object")
+            .remove("pseudo_labeller");
+        let read: FixMatchConfig = serde_json::from_value(old).expect("old config");
+        assert_eq!(read, FixMatchConfig::default());
     }
 
     #[test]

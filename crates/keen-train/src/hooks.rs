@@ -96,6 +96,11 @@ pub trait TrainHooks {
     fn after_step(&mut self, model: KeenModel, _step: usize, _total_steps: usize) -> KeenModel {
         model
     }
+
+    /// Called with the run's weight average (`--ema-decay`) when the run starts or resumes and
+    /// after every update of it, for hooks that take targets from it (FixMatch's pseudo-labels
+    /// with `--fixmatch-pseudo-labels ema`). The model is a handle: keeping a clone is cheap.
+    fn weight_average_updated(&mut self, _average: &KeenModel) {}
 }
 
 /// Plain supervised training.

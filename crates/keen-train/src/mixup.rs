@@ -258,6 +258,10 @@ impl TrainHooks for Mixing<'_> {
     fn after_step(&mut self, model: KeenModel, step: usize, total_steps: usize) -> KeenModel {
         self.inner.after_step(model, step, total_steps)
     }
+
+    fn weight_average_updated(&mut self, average: &KeenModel) {
+        self.inner.weight_average_updated(average);
+    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use crate::config::{OptimizerKind, TrainConfig};
 use crate::curves::learning_curves_svg;
 use crate::ema::{validate_decay, WeightAverage};
 use crate::evaluate::evaluate;
-use crate::fixmatch::FixMatch;
+use crate::fixmatch::{FixMatch, PseudoLabeller};
 use crate::hooks::{PlainTraining, TrainHooks};
 use crate::mixup::Mixing;
 use crate::schedule::LrSchedule;
@@ -165,6 +165,12 @@ fn validate_config(config: &TrainConfig, dataset: &ImageDataset) -> Result<(), T
         if config.mix.is_active() {
             return Err(TrainError::BadConfig(
                 "FixMatch cannot be combined with mixup or CutMix".into(),
+            ));
+        }
+        if fixmatch.pseudo_labeller == PseudoLabeller::Ema && config.ema_decay.is_none() {
+            return Err(TrainError::BadConfig(
+                "--fixmatch-pseudo-labels ema needs a weight average: add --ema-decay (e.g. 0.999)"
+                    .into(),
             ));
         }
     }
@@ -341,6 +347,9 @@ pub fn train_with(
         global_step = state.global_step;
         history = state.history;
     }
+    if let Some(average) = &average {
+        hooks.weight_average_updated(average.model());
+    }
 
     let batches_per_pass = num_batches(train_idx.len(), &loader);
     if batches_per_pass == 0 {
@@ -390,6 +399,7 @@ pub fn train_with(
             model = hooks.after_step(updated, global_step, schedule.total_steps);
             if let Some(average) = &mut average {
                 average.update(&model, global_step - 1);
+                hooks.weight_average_updated(average.model());
             }
             let (batch_loss, batch_correct) = (outcome.loss, outcome.correct);
             if !batch_loss.is_finite() {

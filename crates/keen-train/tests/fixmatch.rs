@@ -5,7 +5,7 @@ use keen_data::augment::AugmentConfig;
 use keen_data::toy::{halves_dataset, Halves};
 use keen_models::weights;
 use keen_train::checkpoint::RunDir;
-use keen_train::fixmatch::FixMatchConfig;
+use keen_train::fixmatch::{FixMatchConfig, PseudoLabeller};
 use keen_train::schedule::Decay;
 use keen_train::{train, OptimizerKind, TrainConfig, TrainOptions};
 
@@ -100,13 +100,64 @@ fn fixmatch_trains_on_eight_labels_and_logs_mask_rate_and_pseudo_label_accuracy(
     assert!(line["mask_rate"].as_f64().is_some(), "{line}");
 }
 
+fn ema_pseudo_labels() -> TrainConfig {
+    let base = fixmatch_config();
+    TrainConfig {
+        fixmatch: base.fixmatch.map(|f| FixMatchConfig {
+            pseudo_labeller: PseudoLabeller::Ema,
+            ..f
+        }),
+        ema_decay: Some(0.9),
+        ..base
+    }
+}
+
+#[test]
+fn pseudo_labels_from_the_weight_average_train_and_change_the_run() {
+    let data = halves_dataset(200, 3, Halves::TopBottom);
+    let ema = tempfile::tempdir().expect("tempdir");
+    let summary = train(
+        &ema_pseudo_labels(),
+        &data,
+        &options(ema.path(), false, None),
+    )
+    .expect("ema run");
+    let last = summary.history.last().expect("history");
+    assert!(last.val_accuracy.expect("validation") >= 0.9, "{last:?}");
+    assert!(last.extra["pseudo_label_accuracy"] >= 0.9, "{last:?}");
+    // The same run with the model's own pseudo-labels (and the same average) ends elsewhere:
+    // the average's targets reached the loss.
+    let model = tempfile::tempdir().expect("tempdir");
+    let own = TrainConfig {
+        ema_decay: Some(0.9),
+        ..fixmatch_config()
+    };
+    train(&own, &data, &options(model.path(), false, None)).expect("model run");
+    let (a, b) = (weights_of(ema.path()), weights_of(model.path()));
+    let max_diff = a
+        .iter()
+        .zip(&b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(
+        max_diff > 1e-4,
+        "pseudo-labeller changed nothing: {max_diff}"
+    );
+}
+
 #[test]
 fn a_resumed_fixmatch_run_ends_where_an_uninterrupted_one_ends() {
+    for config in [fixmatch_config(), ema_pseudo_labels()] {
+        resumed_run_ends_where_an_uninterrupted_one_ends(config);
+    }
+}
+
+fn resumed_run_ends_where_an_uninterrupted_one_ends(config: TrainConfig) {
     let data = halves_dataset(120, 4, Halves::TopBottom);
     let config = TrainConfig {
         epochs: 2,
         steps_per_epoch: Some(3),
-        ..fixmatch_config()
+        ..config
     };
     let straight = tempfile::tempdir().expect("tempdir");
     train(&config, &data, &options(straight.path(), false, None)).expect("straight run");
@@ -120,7 +171,11 @@ fn a_resumed_fixmatch_run_ends_where_an_uninterrupted_one_ends() {
         .zip(&b)
         .map(|(x, y)| (x - y).abs())
         .fold(0.0f32, f32::max);
-    assert!(max_diff <= 1e-6, "resumed weights differ by {max_diff}");
+    assert!(
+        max_diff <= 1e-6,
+        "resumed weights differ by {max_diff} ({:?})",
+        config.fixmatch
+    );
 }
 
 #[test]
@@ -152,4 +207,10 @@ fn fixmatch_settings_are_checked_before_training() {
         ..fixmatch_config()
     };
     assert!(train(&bad_threshold, &data, &options(dir.path(), false, None)).is_err());
+    let no_average = TrainConfig {
+        ema_decay: None,
+        ..ema_pseudo_labels()
+    };
+    let err = train(&no_average, &data, &options(dir.path(), false, None)).expect_err("no EMA");
+    assert!(err.to_string().contains("--ema-decay"), "{err}");
 }

@@ -7,7 +7,7 @@ use clap::{Args, ValueEnum};
 use keen_data::augment::{RandAugment, StrongAugment};
 use keen_data::dataset::ImageDataset;
 use keen_data::source::SplitName;
-use keen_train::fixmatch::FixMatchConfig;
+use keen_train::fixmatch::{FixMatchConfig, PseudoLabeller};
 use keen_train::schedule::Decay;
 use keen_train::{evaluate_all, OptimizerKind, TrainConfig, TrainOptions, TrainSummary};
 
@@ -192,6 +192,11 @@ pub struct SemiSupervisedArgs {
     /// magnitudes drawn from 1..=M, or off for Cutout alone [default: 2,10].
     #[arg(long, value_name = "N,M")]
     pub fixmatch_strong: Option<String>,
+    /// Which model pseudo-labels the weak views: model (the one being trained, as the paper)
+    /// or ema (the weight average of --ema-decay, in inference mode: Mean Teacher / EMAN)
+    /// [default: model].
+    #[arg(long, value_name = "WHO")]
+    pub fixmatch_pseudo_labels: Option<String>,
 }
 
 impl SemiSupervisedArgs {
@@ -201,11 +206,12 @@ impl SemiSupervisedArgs {
             || self.fixmatch_threshold.is_some()
             || self.fixmatch_lambda.is_some()
             || self.fixmatch_cutout.is_some()
-            || self.fixmatch_strong.is_some();
+            || self.fixmatch_strong.is_some()
+            || self.fixmatch_pseudo_labels.is_some();
         if !self.fixmatch {
             anyhow::ensure!(
                 !tuned,
-                "--fixmatch-mu, --fixmatch-threshold, --fixmatch-lambda, --fixmatch-cutout and --fixmatch-strong need --fixmatch"
+                "--fixmatch-mu, --fixmatch-threshold, --fixmatch-lambda, --fixmatch-cutout, --fixmatch-strong and --fixmatch-pseudo-labels need --fixmatch"
             );
             return Ok(None);
         }
@@ -220,6 +226,12 @@ impl SemiSupervisedArgs {
                 .unwrap_or((0, defaults.strong.max_magnitude)),
             None => (defaults.strong.ops, defaults.strong.max_magnitude),
         };
+        let pseudo_labeller = match &self.fixmatch_pseudo_labels {
+            Some(name) => PseudoLabeller::from_name(name).with_context(|| {
+                format!("--fixmatch-pseudo-labels must be model or ema, got {name:?}")
+            })?,
+            None => defaults.pseudo_labeller,
+        };
         Ok(Some(FixMatchConfig {
             mu: self.fixmatch_mu.unwrap_or(defaults.mu),
             threshold: self.fixmatch_threshold.unwrap_or(defaults.threshold),
@@ -231,6 +243,7 @@ impl SemiSupervisedArgs {
                 ops,
                 max_magnitude,
             },
+            pseudo_labeller,
         }))
     }
 }
@@ -621,8 +634,29 @@ mod tests {
         };
         let error = alone.fixmatch_config().unwrap_err().to_string();
         assert!(
-            error.contains("--fixmatch-strong need --fixmatch"),
+            error.contains("--fixmatch-strong and --fixmatch-pseudo-labels need --fixmatch"),
             "{error}"
         );
+    }
+
+    #[test]
+    fn fixmatch_pseudo_labels_picks_the_labeller_by_name() {
+        let with = |who: &str| {
+            SemiSupervisedArgs {
+                labels_per_class: Some(100),
+                fixmatch: true,
+                fixmatch_pseudo_labels: Some(who.into()),
+                ..Default::default()
+            }
+            .fixmatch_config()
+        };
+        let ema = with("ema").unwrap().expect("on");
+        assert_eq!(ema.pseudo_labeller, PseudoLabeller::Ema);
+        assert_eq!(
+            with("model").unwrap().expect("on").pseudo_labeller,
+            PseudoLabeller::Model
+        );
+        let error = with("teacher").unwrap_err().to_string();
+        assert!(error.contains("must be model or ema"), "{error}");
     }
 }
