@@ -63,6 +63,15 @@ fn weights_of(dir: &std::path::Path) -> Vec<f32> {
     values
 }
 
+/// The largest difference between two saved runs' weights.
+fn max_weight_difference(a: &std::path::Path, b: &std::path::Path) -> f32 {
+    weights_of(a)
+        .iter()
+        .zip(&weights_of(b))
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max)
+}
+
 struct Collect<'a>(&'a mut Vec<f32>);
 
 impl burn::module::ModuleVisitor for Collect<'_> {
@@ -103,8 +112,11 @@ fn fixmatch_trains_on_eight_labels_and_logs_mask_rate_and_pseudo_label_accuracy(
 fn ema_pseudo_labels() -> TrainConfig {
     let base = fixmatch_config();
     TrainConfig {
+        // τ 0: every weak view is pseudo-labelled, so the labeller's argmax alone sets the
+        // targets.
         fixmatch: base.fixmatch.map(|f| FixMatchConfig {
             pseudo_labeller: PseudoLabeller::Ema,
+            threshold: 0.0,
             ..f
         }),
         ema_decay: Some(0.9),
@@ -128,17 +140,16 @@ fn pseudo_labels_from_the_weight_average_train_and_change_the_run() {
     // The same run with the model's own pseudo-labels (and the same average) ends elsewhere:
     // the average's targets reached the loss.
     let model = tempfile::tempdir().expect("tempdir");
+    let ema_config = ema_pseudo_labels();
     let own = TrainConfig {
-        ema_decay: Some(0.9),
-        ..fixmatch_config()
+        fixmatch: ema_config.fixmatch.map(|f| FixMatchConfig {
+            pseudo_labeller: PseudoLabeller::Model,
+            ..f
+        }),
+        ..ema_config
     };
     train(&own, &data, &options(model.path(), false, None)).expect("model run");
-    let (a, b) = (weights_of(ema.path()), weights_of(model.path()));
-    let max_diff = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
+    let max_diff = max_weight_difference(ema.path(), model.path());
     assert!(
         max_diff > 1e-4,
         "pseudo-labeller changed nothing: {max_diff}"
@@ -165,12 +176,7 @@ fn resumed_run_ends_where_an_uninterrupted_one_ends(config: TrainConfig) {
     train(&config, &data, &options(interrupted.path(), false, Some(1))).expect("first leg");
     let last = train(&config, &data, &options(interrupted.path(), true, None)).expect("resume");
     assert!(last.finished);
-    let (a, b) = (weights_of(straight.path()), weights_of(interrupted.path()));
-    let max_diff = a
-        .iter()
-        .zip(&b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0f32, f32::max);
+    let max_diff = max_weight_difference(straight.path(), interrupted.path());
     assert!(
         max_diff <= 1e-6,
         "resumed weights differ by {max_diff} ({:?})",

@@ -338,3 +338,76 @@ fn tensors_before(spec: &keen_models::ModelSpec, device: &Device) -> Vec<f32> {
     burn::module::Module::visit(&model, &mut Collect(&mut values));
     values
 }
+
+/// Records every weight average the trainer hands to its hooks, flattened.
+#[derive(Default)]
+struct AverageWatcher {
+    seen: Vec<Vec<f32>>,
+}
+
+impl keen_train::TrainHooks for AverageWatcher {
+    fn weight_average_updated(&mut self, average: &keen_models::KeenModel) {
+        let mut values = Vec::new();
+        burn::module::Module::visit(average, &mut Flatten(&mut values));
+        self.seen.push(values);
+    }
+}
+
+struct Flatten<'a>(&'a mut Vec<f32>);
+
+impl burn::module::ModuleVisitor for Flatten<'_> {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
+        self.0.extend(keen_train::tensors::to_f32_vec(param.val()));
+    }
+}
+
+#[test]
+fn hooks_get_the_weight_average_at_start_after_every_step_and_on_resume() {
+    let data = halves_dataset(160, 2);
+    let config = TrainConfig {
+        epochs: 2,
+        steps_per_epoch: Some(3),
+        ema_decay: Some(0.9),
+        ..toy_config()
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut first_leg = AverageWatcher::default();
+    let run = |hooks: &mut AverageWatcher, resume, stop| {
+        keen_train::train_with(
+            &config,
+            &data,
+            &options(dir.path(), resume, stop),
+            None,
+            hooks,
+        )
+        .expect("train")
+    };
+    run(&mut first_leg, false, Some(1));
+    // Once when the run starts, then after each of the epoch's 3 steps.
+    assert_eq!(first_leg.seen.len(), 4);
+    assert_ne!(
+        first_leg.seen[0], first_leg.seen[3],
+        "the average never moved"
+    );
+    let mut second_leg = AverageWatcher::default();
+    run(&mut second_leg, true, None);
+    assert_eq!(second_leg.seen.len(), 4);
+    // The resumed run starts from the average the first leg saved, not a fresh one.
+    assert_eq!(second_leg.seen[0], first_leg.seen[3]);
+    // Without a weight average the hooks hear nothing.
+    let plain = tempfile::tempdir().expect("tempdir");
+    let mut none = AverageWatcher::default();
+    let config = TrainConfig {
+        epochs: 1,
+        ..toy_config()
+    };
+    keen_train::train_with(
+        &config,
+        &data,
+        &options(plain.path(), false, None),
+        None,
+        &mut none,
+    )
+    .expect("train");
+    assert!(none.seen.is_empty());
+}
