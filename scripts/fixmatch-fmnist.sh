@@ -110,4 +110,10 @@ for seed in $SEEDS; do
     fm=$(accuracy "$OUT/fixmatch-seed$seed/test-eval.json")
     echo "| $seed | $sup% | $fm% | $(awk -v a="$fm" -v b="$sup" 'BEGIN { printf "%+.2f", a - b }') |"
 done | tee "$OUT/summary.md"
+# Over several seeds, the mean of each column: the recipe's figure, not one seed's.
+if [[ $(wc -w <<<"$SEEDS") -gt 1 ]]; then
+    awk -F'|' '{ s += $3; f += $4; n++ }
+        END { printf "| mean of %d | %.2f%% | %.2f%% | %+.2f |\n", n, s / n, f / n, (f - s) / n }' \
+        "$OUT/summary.md" | tee -a "$OUT/summary.md"
+fi
 echo "total: $((SECONDS - total_start)) s"
