@@ -59,9 +59,13 @@ fn options(dir: &std::path::Path, resume: bool, stop_after_epochs: Option<usize>
 
 fn tensors_of(path: &std::path::Path) -> Vec<f32> {
     let loaded = weights::load(path, &Device::flex()).expect("load model");
+    flat_weights(&loaded.model)
+}
+
+/// Every float tensor of a model, flattened in visiting order.
+fn flat_weights(model: &keen_models::KeenModel) -> Vec<f32> {
     let mut values = Vec::new();
-    let mut collect = Collect(&mut values);
-    burn::module::Module::visit(&loaded.model, &mut collect);
+    burn::module::Module::visit(model, &mut Collect(&mut values));
     values
 }
 
@@ -334,9 +338,7 @@ fn data_parallel_step_matches_single_device_step() {
 
 fn tensors_before(spec: &keen_models::ModelSpec, device: &Device) -> Vec<f32> {
     let model = keen_train::trainer::seeded_model(spec, 3, device).expect("model");
-    let mut values = Vec::new();
-    burn::module::Module::visit(&model, &mut Collect(&mut values));
-    values
+    flat_weights(&model)
 }
 
 /// Records every weight average the trainer hands to its hooks, flattened.
@@ -347,17 +349,7 @@ struct AverageWatcher {
 
 impl keen_train::TrainHooks for AverageWatcher {
     fn weight_average_updated(&mut self, average: &keen_models::KeenModel) {
-        let mut values = Vec::new();
-        burn::module::Module::visit(average, &mut Flatten(&mut values));
-        self.seen.push(values);
-    }
-}
-
-struct Flatten<'a>(&'a mut Vec<f32>);
-
-impl burn::module::ModuleVisitor for Flatten<'_> {
-    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<D>>) {
-        self.0.extend(keen_train::tensors::to_f32_vec(param.val()));
+        self.seen.push(flat_weights(average));
     }
 }
 
